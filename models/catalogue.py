@@ -1,0 +1,8 @@
+"""Every model the project ships: registry name -> "module:Class". Imported lazily by the registry."""
+
+MODELS = {
+    "closed_form": "models.classical.closed_form:ClosedForm",
+    "knn": "models.classical.knn:KNN",
+    "difference": "models.classical.difference:Difference",
+    "null": "models.null:Null",
+}

@@ -1,0 +1,41 @@
+"""Image sequence file patterns and frame ranges, in the spellings compositors use.
+
+Frame tokens: "####" (one digit per #, Nuke), "%04d" / "%d" (printf, Nuke and Blender), "$F4" / "$F"
+(Houdini). A pattern without a token names one file used for every frame.
+"""
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(r"#+|%0?(\d*)d|\$F(\d?)")
+
+
+def has_frame_token(pattern: str) -> bool:
+    return _TOKEN.search(pattern) is not None
+
+
+def frame_path(pattern: str, frame: int) -> str:
+    """The file name of `frame` in `pattern`; `pattern` itself when it has no frame token.
+
+    >>> frame_path("shot.####.exr", 7), frame_path("a_%03d.png", 12), frame_path("p.$F4.exr", -3)
+    ('shot.0007.exr', 'a_012.png', 'p.-003.exr')
+    """
+
+    def pad(m: re.Match) -> str:
+        text = m.group(0)
+        width = len(text) if text.startswith("#") else int(m.group(1) or m.group(2) or 1)
+        return f"{frame:0{width}d}"
+
+    return _TOKEN.sub(pad, pattern, count=1)
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """"A-B" or "A" -> (first, last). Negative frames are written "-5--1"."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text)
+    if not m:
+        raise ValueError(f"frame range {text!r} is not 'A-B' or 'A' (e.g. 1001-1100)")
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) is not None else first
+    if last < first:
+        raise ValueError(f"frame range {text!r} ends before it starts")
+    return first, last

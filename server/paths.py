@@ -1,0 +1,31 @@
+"""Path-mode safety: the server reads and writes only under allowed roots."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+
+from server.frames import RequestError
+
+
+class AllowedRoots:
+    """Folders path-mode jobs may touch. Symlinks are resolved before the check; `..` is refused."""
+
+    def __init__(self, roots: list[str]):
+        self.roots = [Path(r).expanduser().resolve() for r in roots]
+
+    def check(self, path: str) -> Path:
+        """The resolved path, or RequestError(PERMISSION_DENIED) when it is outside every root."""
+        p = Path(path).expanduser()
+        if not p.is_absolute():
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{path}: path mode needs absolute paths (the server has its own working folder)")
+        if ".." in p.parts:
+            raise RequestError(grpc.StatusCode.PERMISSION_DENIED, f"{path}: '..' is not allowed in path mode")
+        real = Path(os.path.realpath(p))
+        if not any(real == r or r in real.parents for r in self.roots):
+            where = ", ".join(map(str, self.roots)) or "none (start the server with --allow-root DIR)"
+            raise RequestError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"{path} is outside the server's allowed roots ({where})")
+        return real

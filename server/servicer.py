@@ -1,0 +1,250 @@
+"""The Matting service: every RPC checks its request, queues the frame on the model's device, and
+answers with alpha or a status that says what was wrong."""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import grpc
+import numpy as np
+
+from models.base import BACKGROUND, IMAGE, TRIMAP, Sample
+from models.colour import SCENE_LINEAR, SRGB, check_space
+from models.registry import Registry, UnknownModel
+from server import frames, jobs
+from server.api import codec, pb, rpc
+from server.frames import Inputs, RequestError
+from server.paths import AllowedRoots
+from server.scheduler import DeadlinePassed, QueueFull, Scheduler
+from server.shm import Regions
+
+log = logging.getLogger("mattebox.server")
+CHUNK = 1 << 20
+VERSION = "0.1.0"
+
+
+def _status(handler):
+    """Turn RequestError into the call's gRPC status; the server goes on serving."""
+
+    @functools.wraps(handler)
+    def wrapped(self, request, context):
+        try:
+            return handler(self, request, context)
+        except RequestError as err:
+            context.abort(err.code, err.message)
+
+    return wrapped
+
+
+def _status_stream(handler):
+    @functools.wraps(handler)
+    def wrapped(self, request, context):
+        try:
+            yield from handler(self, request, context)
+        except RequestError as err:
+            context.abort(err.code, err.message)
+
+    return wrapped
+
+
+class Matting(rpc.MattingServicer):
+    def __init__(self, registry: Registry, scheduler: Scheduler, roots: AllowedRoots):
+        self.registry = registry
+        self.scheduler = scheduler
+        self.roots = roots
+        self.regions = Regions()
+        self.jobs = jobs.Jobs()
+
+    # -- the one path every transport takes ------------------------------------------------------
+
+    def model_inputs(self, name: str) -> tuple[str, ...]:
+        try:
+            return self.registry.model(name).inputs
+        except UnknownModel as err:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, err.message) from None
+
+    def matte(self, name: str, frame: Inputs, deadline: float | None, wait=None) -> np.ndarray:
+        """Prepare, queue and run one frame. Returns (H, W) alpha, dtype as the options ask."""
+        model = self.registry.model(name)
+        frames.check_inputs(name, model.inputs, {k: True for k in frame.arrays})
+        opts = frame.options
+        try:
+            display = check_space(opts.display_space or SRGB)
+            source = check_space(frame.colour_space) if frame.colour_space else _default_space(frame.arrays[IMAGE])
+        except ValueError as err:
+            raise frames.invalid(str(err)) from None
+        raw = Sample(image=frame.arrays[IMAGE], trimap=frame.arrays.get(TRIMAP),
+                     background=frame.arrays.get(BACKGROUND) if BACKGROUND in model.inputs else None,
+                     colour_space=source, display_space=display, steps=opts.steps)
+
+        def work():
+            loaded = self.registry.get(name)
+            return loaded.run([loaded.prepare(raw)])[0]
+
+        try:
+            fut = self.scheduler.submit(self.registry.device(name), work, deadline, wait)
+        except QueueFull as err:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
+        except RuntimeError as err:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, str(err)) from None
+        try:
+            alpha = fut.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            fut.cancel()
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the frame was done")
+        except DeadlinePassed as err:
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(err)) from None
+        except FileNotFoundError as err:
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, str(err)) from None
+        except ValueError as err:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r}: {err}") from None
+        except Exception as err:  # CancelledError and model bugs; the server goes on
+            if fut.cancelled():
+                raise RequestError(grpc.StatusCode.CANCELLED, "the request was cancelled") from None
+            log.exception("model %s failed", name)
+            raise RequestError(grpc.StatusCode.INTERNAL, f"model {name!r} failed: {err!r}") from None
+        out = np.float32 if opts.alpha_dtype == pb.FLOAT32 else np.float16
+        return np.asarray(alpha).astype(out, copy=False)
+
+    # -- RPCs --------------------------------------------------------------------------------------
+
+    def ListModels(self, request, context):
+        infos = self.registry.infos()
+        return pb.ListModelsResponse(server_version=VERSION, models=[
+            pb.ModelInfo(name=i.name, description=i.description, inputs=[codec.INPUT_CODES[k] for k in i.inputs],
+                         weights_ready=i.weights, params=i.params, gflops_512=i.gflops_512, device=i.device,
+                         loaded=i.loaded) for i in infos])
+
+    @_status
+    def Matte(self, request, context):
+        t0 = time.perf_counter()
+        needs = self.model_inputs(request.model)
+        descs = {IMAGE: request.image.desc}
+        for role, msg in ((TRIMAP, request.trimap), (BACKGROUND, request.background)):
+            if role in needs and msg.data:
+                descs[role] = msg.desc
+        frames.check_inputs(request.model, needs, {k: True for k in descs})
+        datas = {IMAGE: request.image.data, TRIMAP: request.trimap.data, BACKGROUND: request.background.data}
+        arrays = _arrays(descs, lambda role: datas[role])
+        alpha = self.matte(request.model, Inputs(arrays, request.image.desc.colour_space, request.options),
+                           _deadline(context))
+        return pb.MatteResponse(alpha=codec.encode(alpha), seconds=time.perf_counter() - t0)
+
+    @_status_stream
+    def MatteStream(self, request_iterator, context):
+        t0 = time.perf_counter()
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("header"):
+            raise frames.invalid("the first MatteStream message must carry the header (model and frame descriptors)")
+        head = first.header
+        needs = self.model_inputs(head.model)
+        descs = {IMAGE: head.image}
+        for role, field in ((TRIMAP, "trimap"), (BACKGROUND, "background")):
+            if role in needs and head.HasField(field):
+                descs[role] = getattr(head, field)
+        frames.check_inputs(head.model, needs, {k: True for k in descs})
+        for role, desc in descs.items():
+            frames.check_desc(role, desc, None if role == IMAGE else head.image)
+        sizes = [(role, codec.nbytes(d)) for role, d in descs.items()]
+        buf = bytearray(sum(n for _, n in sizes))
+        pos = 0
+        for chunk in request_iterator:
+            end = pos + len(chunk.data)
+            if end > len(buf):
+                raise frames.invalid(f"the stream sent more than the {len(buf)} bytes its header describes")
+            buf[pos:end] = chunk.data
+            pos = end
+        if pos != len(buf):
+            raise frames.invalid(f"the stream ended after {pos} of the {len(buf)} bytes its header describes")
+        mv, offsets, at = memoryview(buf), {}, 0
+        for role, n in sizes:
+            offsets[role] = mv[at:at + n]
+            at += n
+        arrays = _arrays(descs, offsets.__getitem__)
+        alpha = self.matte(head.model, Inputs(arrays, head.image.colour_space, head.options), _deadline(context))
+        yield pb.AlphaChunk(alpha=codec.describe(alpha), seconds=time.perf_counter() - t0)
+        data = memoryview(alpha).cast("B")
+        for i in range(0, len(data), CHUNK):
+            yield pb.AlphaChunk(data=data[i:i + CHUNK].tobytes())
+
+    @_status
+    def RegisterRegion(self, request, context):
+        if not _is_local(context.peer()):
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"shared memory needs client and server on one host (peer {context.peer()}); "
+                               "use MatteStream or path mode")
+        return pb.RegisterRegionResponse(region_id=self.regions.register(request.name, request.size))
+
+    @_status
+    def ReleaseRegion(self, request, context):
+        self.regions.release(request.region_id)
+        return pb.ReleaseRegionResponse()
+
+    @_status
+    def MatteShared(self, request, context):
+        t0 = time.perf_counter()
+        mm = self.regions.get(request.region_id)
+        needs = self.model_inputs(request.model)
+        slices = {IMAGE: request.image}
+        for role, field in ((TRIMAP, "trimap"), (BACKGROUND, "background")):
+            if role in needs and request.HasField(field):
+                slices[role] = getattr(request, field)
+        frames.check_inputs(request.model, needs, {k: True for k in slices})
+        for role, s in slices.items():
+            frames.check_desc(role, s.desc, None if role == IMAGE else request.image.desc)
+            _check_bounds(role, s.offset, codec.nbytes(s.desc), len(mm))
+        descs = {role: s.desc for role, s in slices.items()}
+        mv = memoryview(mm)
+        try:
+            arrays = _arrays(descs, lambda role: mv[slices[role].offset:slices[role].offset + codec.nbytes(descs[role])])
+            alpha = self.matte(request.model, Inputs(arrays, request.image.desc.colour_space, request.options),
+                               _deadline(context))
+            _check_bounds("alpha", request.alpha_offset, alpha.nbytes, len(mm))
+            out = np.frombuffer(mm, alpha.dtype, alpha.size, request.alpha_offset).reshape(alpha.shape)
+            out[...] = alpha
+            del out, arrays
+        finally:
+            mv.release()
+        return pb.MatteSharedResponse(alpha=codec.describe(alpha), seconds=time.perf_counter() - t0)
+
+    def RunJob(self, request, context):
+        try:
+            job = jobs.Job.start(self, request, context)
+        except RequestError as err:
+            context.abort(err.code, err.message)
+        yield from job.events()
+
+    def CancelJob(self, request, context):
+        return pb.CancelJobResponse(found=self.jobs.cancel(request.job_id))
+
+    def shutdown(self) -> None:
+        """Stop every job after its frame in flight."""
+        self.jobs.cancel_all()
+
+
+def _arrays(descs: dict[str, pb.FrameDesc], data) -> dict[str, np.ndarray]:
+    out = {}
+    for role, desc in descs.items():
+        frames.check_desc(role, desc, None if role == IMAGE else descs[IMAGE])
+        out[role] = frames.to_array(role, desc, data(role))
+    return out
+
+
+def _default_space(image: np.ndarray) -> str:
+    return SCENE_LINEAR if image.dtype.kind == "f" else SRGB
+
+
+def _deadline(context) -> float | None:
+    left = context.time_remaining()  # a huge number when the client set no deadline
+    return None if left is None or left > 1e7 else time.monotonic() + left
+
+
+def _check_bounds(role: str, offset: int, size: int, total: int) -> None:
+    if offset + size > total:
+        raise frames.invalid(f"{role}: bytes {offset}..{offset + size} run past the end of the "
+                             f"{total}-byte region")
+
+
+def _is_local(peer: str) -> bool:
+    return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:"))
