@@ -5,6 +5,7 @@ Frame tokens: "####" (one digit per #, Nuke), "%04d" / "%d" (printf, Nuke and Bl
 """
 from __future__ import annotations
 
+import glob
 import re
 
 _TOKEN = re.compile(r"#+|%0?(\d*)d|\$F(\d?)")
@@ -27,6 +28,15 @@ def frame_path(pattern: str, frame: int) -> str:
         return f"{frame:0{width}d}"
 
     return _TOKEN.sub(pad, pattern, count=1)
+
+
+def frames_on_disk(pattern: str) -> list[int]:
+    """Sorted frame numbers of the files on disk that match `pattern` (which has a frame token)."""
+    m = _TOKEN.search(pattern)
+    head, tail = pattern[:m.start()], pattern[m.end():]
+    rx = re.compile(re.escape(head) + r"(-?\d+)" + re.escape(tail))
+    found = (rx.fullmatch(f) for f in glob.glob(glob.escape(head) + "*" + glob.escape(tail)))
+    return sorted(int(f.group(1)) for f in found if f)
 
 
 def parse_range(text: str) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from pymatting import estimate_alpha_cf
+from pymatting import estimate_alpha_cf, ichol
 
 from models.base import IMAGE, TRIMAP, MattingModel, Sample
 
@@ -13,7 +13,17 @@ class ClosedForm(MattingModel):
     inputs = (IMAGE, TRIMAP)
 
     def run(self, batch: list[Sample]) -> list[np.ndarray]:
-        return [solve(s.image, s.trimap, estimate_alpha_cf) for s in batch]
+        return [solve(s.image, s.trimap, _estimate) for s in batch]
+
+
+def _estimate(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    # The incomplete-Cholesky preconditioner starts with a small diagonal shift: unshifted it fails on
+    # most real trimaps (and says so on stdout) before pymatting retries with the shift anyway.
+    return estimate_alpha_cf(image, trimap, preconditioner=lambda A: ichol(A, shifts=SHIFTS))
+
+
+#: diagonal shifts pymatting's ichol tries in turn; they change the preconditioner, not the solution
+SHIFTS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
 
 
 def solve(image: np.ndarray, trimap: np.ndarray, estimate) -> np.ndarray:

@@ -104,9 +104,12 @@ class Client:
 
     def matte_shared(self, model: str, image: np.ndarray, trimap: np.ndarray | None = None,
                      background: np.ndarray | None = None, colour_space: str = "",
-                     options: pb.MatteOptions | None = None, timeout: float | None = None) -> np.ndarray:
+                     options: pb.MatteOptions | None = None, timeout: float | None = None,
+                     out: np.ndarray | None = None) -> np.ndarray:
         """As `matte`, through a shared-memory region (client and server on one host).
-        The region is created on first use, grown when a frame needs more, and reused."""
+        The region is created on first use, grown when a frame needs more, and reused.
+        out: optional (H, W) array of the alpha dtype to copy the alpha into (saves allocating a new
+        array per frame in a sequence loop); returned."""
         parts = [a for a in (image, trimap, background) if a is not None]
         alpha_dtype = np.float32 if options is not None and options.alpha_dtype == pb.FLOAT32 else np.float16
         alpha_bytes = image.shape[0] * image.shape[1] * np.dtype(alpha_dtype).itemsize
@@ -119,7 +122,11 @@ class Client:
             getattr(req, name).CopyFrom(pb.RegionSlice(offset=off, desc=codec.describe(
                 a, "" if name == "trimap" else colour_space)))
         resp = self.stub.MatteShared(req, timeout=timeout, metadata=self.metadata)
-        return region.array(offsets[-1], codec.DTYPES[resp.alpha.dtype], (resp.alpha.height, resp.alpha.width)).copy()
+        alpha = region.array(offsets[-1], codec.DTYPES[resp.alpha.dtype], (resp.alpha.height, resp.alpha.width))
+        if out is None:
+            return alpha.copy()
+        np.copyto(out, alpha)
+        return out
 
     def _shared_region(self, size: int) -> SharedRegion:
         if self._region is None or self._region.size < size:

@@ -1,0 +1,59 @@
+"""Options every client command shares (--server, --token, --tls-ca), and the private server a
+command starts for itself when no --server is given."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterator
+
+from plugin.client.connection import Client
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("MATTEBOX_SERVER", ""),
+                   help="host:port of a running server (or ip:port,ip:port for round-robin); "
+                        "default $MATTEBOX_SERVER, else a private server started for this command")
+    p.add_argument("--token", default=os.environ.get("MATTEBOX_TOKEN", ""),
+                   help="bearer token for a remote server (default $MATTEBOX_TOKEN)")
+    p.add_argument("--tls-ca", default="", help="PEM file of the CA that signed the server's certificate")
+
+
+@contextlib.contextmanager
+def spawn_server(*extra: str, timeout: float = 60.0) -> Iterator[str]:
+    """Start `mattebox serve` on a free loopback port in its own process; yield its address; stop it
+    with SIGTERM (graceful) at the end. Its output goes to stderr, so our stdout stays clean JSON."""
+    with tempfile.TemporaryDirectory(prefix="mattebox-") as tmp:
+        ready = os.path.join(tmp, "ready.json")
+        proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0",
+                                 "--ready-file", ready, *extra], stdout=sys.stderr)
+        try:
+            deadline = time.monotonic() + timeout
+            while not os.path.exists(ready):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the matting server exited at start-up (code {proc.returncode})")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the matting server did not start within {timeout:.0f} s")
+                time.sleep(0.05)
+            with open(ready) as f:
+                yield json.load(f)["address"]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
+def client(args: argparse.Namespace) -> Iterator[Client]:
+    """A Client for --server, or for a private server started (and stopped) around the command."""
+    with contextlib.ExitStack() as stack:
+        address = args.server or stack.enter_context(spawn_server())
+        c = stack.enter_context(Client(address, token=args.token, tls_ca=args.tls_ca))
+        yield c

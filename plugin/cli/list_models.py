@@ -1,0 +1,39 @@
+"""`mattebox models`: the models, their inputs, size and weights."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from plugin.cli.connect import add_server_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_server_arguments(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+
+
+def rows(args: argparse.Namespace) -> list[dict]:
+    if args.server:
+        from plugin.client.connection import Client
+        from server.api import codec
+
+        with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
+            return [dict(name=m.name, description=m.description, inputs=[codec.INPUT_NAMES[i] for i in m.inputs],
+                         params=m.params, gflops_512=m.gflops_512, weights=m.weights_ready, device=m.device)
+                    for m in c.models()]
+    from models.registry import Registry
+
+    return [dict(name=i.name, description=i.description, inputs=list(i.inputs), params=i.params,
+                 gflops_512=i.gflops_512, weights=i.weights, device=i.device) for i in Registry().infos()]
+
+
+def run(args: argparse.Namespace) -> int:
+    models = rows(args)
+    if args.json:
+        print(json.dumps(models))
+        return 0
+    print(f"{'model':<14} {'inputs':<26} {'params':>10} {'GFLOPs@512':>10} {'weights':>7} {'device':<7} description")
+    for m in models:
+        print(f"{m['name']:<14} {', '.join(m['inputs']):<26} {m['params']:>10,} {m['gflops_512']:>10.2f} "
+              f"{'yes' if m['weights'] else 'NO':>7} {m['device']:<7} {m['description']}")
+    return 0

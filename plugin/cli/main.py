@@ -1,0 +1,42 @@
+"""`mattebox`: the one command line for serving, matting, evaluating, benchmarking and the demo."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: subcommand -> module under plugin.cli that defines `add_arguments(parser)` and `run(args) -> int`
+COMMANDS = {
+    "serve": ("serve", "run the matting server"),
+    "models": ("list_models", "list the models (local registry, or a server's with --server)"),
+    "matte": ("matte", "matte an image or a sequence through a server"),
+    "eval": ("evaluate", "SAD / MSE / Gradient / Connectivity of mattes against ground truth"),
+    "demo": ("demo", "generate a synthetic shot, matte it through a server, write a contact sheet"),
+    "bench": ("bench", "benchmarks that print figures"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mattebox", description="Mattebox: matting server, models and tools.")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=text, description=text)
+        importlib.import_module(f"plugin.cli.{module}").add_arguments(sp)
+        sp.set_defaults(module=module)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        return importlib.import_module(f"plugin.cli.{args.module}").run(args)
+    except KeyboardInterrupt:
+        print("mattebox: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""`mattebox serve`: run the matting server until SIGTERM / Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from server.app import ConfigError, ServerConfig, default_roots, serve_forever
+from server.scheduler import QUEUE_SIZE
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=50051, help="port (0: any free port; see --ready-file)")
+    p.add_argument("--token", default=os.environ.get("MATTEBOX_TOKEN", ""),
+                   help="require 'authorization: Bearer TOKEN' (default $MATTEBOX_TOKEN); needed off loopback")
+    p.add_argument("--token-file", default="", help="read the token from this file")
+    p.add_argument("--tls-cert", default="", help="PEM certificate chain (enables TLS)")
+    p.add_argument("--tls-key", default="", help="PEM private key for --tls-cert")
+    p.add_argument("--tls-client-ca", default="", help="require client certificates signed by this CA")
+    p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
+                   help="folder path-mode jobs may read and write (repeatable; default on loopback: home and temp)")
+    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="frames that may wait per device")
+    p.add_argument("--ready-file", default="", help="write {\"address\": ...} here once serving")
+
+
+def run(args: argparse.Namespace) -> int:
+    token = Path(args.token_file).read_text().strip() if args.token_file else args.token
+    cfg = ServerConfig(host=args.host, port=args.port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                       tls_client_ca=args.tls_client_ca, allow_roots=args.allow_root, queue_size=args.queue_size)
+
+    def ready(running) -> None:
+        roots = ", ".join(default_roots(cfg)) or "none"
+        print(f"mattebox: serving on {running.address} (path-mode roots: {roots}; "
+              f"{'token required' if token else 'no token'}{', TLS' if cfg.tls_cert else ''})",
+              file=sys.stderr, flush=True)
+        if args.ready_file:
+            tmp = args.ready_file + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"address": running.address, "pid": os.getpid()}, f)
+            os.replace(tmp, args.ready_file)
+
+    try:
+        serve_forever(cfg, ready)
+    except (ConfigError, OSError, RuntimeError) as err:
+        print(f"mattebox serve: {err}", file=sys.stderr)
+        return 2
+    return 0
