@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from pymatting import estimate_alpha_cf, ichol
 
 from models.base import IMAGE, TRIMAP, MattingModel, Sample
 
@@ -19,6 +18,8 @@ class ClosedForm(MattingModel):
 def _estimate(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     # The incomplete-Cholesky preconditioner starts with a small diagonal shift: unshifted it fails on
     # most real trimaps (and says so on stdout) before pymatting retries with the shift anyway.
+    from pymatting import estimate_alpha_cf, ichol  # heavy (numba): imported on first use, not on listing
+
     return estimate_alpha_cf(image, trimap, preconditioner=lambda A: ichol(A, shifts=SHIFTS))
 
 
@@ -27,7 +28,7 @@ SHIFTS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
 
 
 def solve(image: np.ndarray, trimap: np.ndarray, estimate) -> np.ndarray:
-    """Run a pymatting estimator on the unknown region only.
+    """Run a pymatting estimator `estimate(image, trimap)` (float64 in, alpha out) with our checks.
 
     image: (H, W, 3) float32 in [0, 1]; trimap: (H, W) float32 in {0, 0.5, 1}.
     Returns (H, W) float32 alpha in [0, 1]. A trimap with no unknown pixels is its own answer.

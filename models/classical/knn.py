@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from pymatting import estimate_alpha_knn
-
 from models.base import IMAGE, TRIMAP, MattingModel, Sample
 from models.classical.closed_form import solve
 
@@ -14,4 +12,6 @@ class KNN(MattingModel):
     inputs = (IMAGE, TRIMAP)
 
     def run(self, batch: list[Sample]) -> list[np.ndarray]:
+        from pymatting import estimate_alpha_knn  # heavy (numba): imported on first use, not on listing
+
         return [solve(s.image, s.trimap, estimate_alpha_knn) for s in batch]
