@@ -37,9 +37,10 @@ def invalid(message: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def check_inputs(model_name: str, needs: tuple[str, ...], sent: dict[str, bool]) -> None:
-    """Refuse a request that lacks an input the model needs (FAILED_PRECONDITION)."""
-    missing = [k for k in needs if not sent.get(k)]
+def check_inputs(model_name: str, needs: tuple[str, ...], sent) -> None:
+    """Refuse a request that lacks an input the model needs (FAILED_PRECONDITION).
+    sent: the roles that came (any collection of role names)."""
+    missing = [k for k in needs if k not in sent]
     if missing:
         raise RequestError(
             grpc.StatusCode.FAILED_PRECONDITION,

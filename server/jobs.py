@@ -75,7 +75,7 @@ class Job:
         needs = server.model_inputs(r.model)
         if not r.input:
             raise frames.invalid("the job names no input pattern")
-        frames.check_inputs(r.model, needs, {IMAGE: True, TRIMAP: bool(r.trimap), BACKGROUND: bool(r.background)})
+        frames.check_inputs(r.model, needs, [IMAGE] + [role for role in (TRIMAP, BACKGROUND) if getattr(r, role)])
         if r.last < r.first:
             raise frames.invalid(f"frame range {r.first}-{r.last} ends before it starts")
         if r.last - r.first + 1 > MAX_FRAMES:

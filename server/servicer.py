@@ -64,10 +64,21 @@ class Matting(rpc.MattingServicer):
         except UnknownModel as err:
             raise RequestError(grpc.StatusCode.NOT_FOUND, err.message) from None
 
+    def parts(self, model: str, message, sent) -> dict:
+        """The parts of `message` (fields named image / trimap / background) the model takes, by role:
+        the image always, a trimap or plate when the model needs one and `sent(part)` says it came.
+        Refuses a request that lacks one (FAILED_PRECONDITION)."""
+        needs = self.model_inputs(model)
+        parts = {IMAGE: message.image}
+        for role in (TRIMAP, BACKGROUND):
+            if role in needs and sent(message, role):
+                parts[role] = getattr(message, role)
+        frames.check_inputs(model, needs, parts)
+        return parts
+
     def matte(self, name: str, frame: Inputs, deadline: float | None, wait=None) -> np.ndarray:
         """Prepare, queue and run one frame. Returns (H, W) alpha, dtype as the options ask."""
         model = self.registry.model(name)
-        frames.check_inputs(name, model.inputs, {k: True for k in frame.arrays})
         opts = frame.options
         try:
             display = check_space(opts.display_space or SRGB)
@@ -119,14 +130,8 @@ class Matting(rpc.MattingServicer):
     @_status
     def Matte(self, request, context):
         t0 = time.perf_counter()
-        needs = self.model_inputs(request.model)
-        descs = {IMAGE: request.image.desc}
-        for role, msg in ((TRIMAP, request.trimap), (BACKGROUND, request.background)):
-            if role in needs and msg.data:
-                descs[role] = msg.desc
-        frames.check_inputs(request.model, needs, {k: True for k in descs})
-        datas = {IMAGE: request.image.data, TRIMAP: request.trimap.data, BACKGROUND: request.background.data}
-        arrays = _arrays(descs, lambda role: datas[role])
+        parts = self.parts(request.model, request, lambda m, role: bool(getattr(m, role).data))
+        arrays = _arrays({role: p.desc for role, p in parts.items()}, lambda role: parts[role].data)
         alpha = self.matte(request.model, Inputs(arrays, request.image.desc.colour_space, request.options),
                            _deadline(context))
         return pb.MatteResponse(alpha=codec.encode(alpha), seconds=time.perf_counter() - t0)
@@ -138,12 +143,7 @@ class Matting(rpc.MattingServicer):
         if first is None or not first.HasField("header"):
             raise frames.invalid("the first MatteStream message must carry the header (model and frame descriptors)")
         head = first.header
-        needs = self.model_inputs(head.model)
-        descs = {IMAGE: head.image}
-        for role, field in ((TRIMAP, "trimap"), (BACKGROUND, "background")):
-            if role in needs and head.HasField(field):
-                descs[role] = getattr(head, field)
-        frames.check_inputs(head.model, needs, {k: True for k in descs})
+        descs = self.parts(head.model, head, lambda m, role: m.HasField(role))
         for role, desc in descs.items():
             frames.check_desc(role, desc, None if role == IMAGE else head.image)
         sizes = [(role, codec.nbytes(d)) for role, d in descs.items()]
@@ -185,12 +185,7 @@ class Matting(rpc.MattingServicer):
     def MatteShared(self, request, context):
         t0 = time.perf_counter()
         mm = self.regions.get(request.region_id)
-        needs = self.model_inputs(request.model)
-        slices = {IMAGE: request.image}
-        for role, field in ((TRIMAP, "trimap"), (BACKGROUND, "background")):
-            if role in needs and request.HasField(field):
-                slices[role] = getattr(request, field)
-        frames.check_inputs(request.model, needs, {k: True for k in slices})
+        slices = self.parts(request.model, request, lambda m, role: m.HasField(role))
         for role, s in slices.items():
             frames.check_desc(role, s.desc, None if role == IMAGE else request.image.desc)
             _check_bounds(role, s.offset, codec.nbytes(s.desc), len(mm))

@@ -17,7 +17,7 @@ import numpy as np
 from models import colour, images, sequence
 from plugin.cli import evaluate
 from plugin.cli.connect import spawn_server
-from plugin.cli.progress import Progress
+from plugin.cli.progress import Progress, follow_job
 from plugin.client.connection import Client
 from server.api import pb
 from training.synthetic import make_background, make_shot, trimap_from_alpha
@@ -79,19 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mattebox demo: matting with {args.model!r} through the server at {address} (path mode)")
         req = pb.JobRequest(model=args.model, input=pat["input"], background=pat["background"], trimap=pat["trimap"],
                             first=FIRST, last=last, output=pat["output"])
-        failed = 0
-        for ev in c.run_job(req):
-            kind = ev.WhichOneof("event")
-            if kind == "started":
-                progress.start(ev.started.job_id, ev.started.frames)
-            elif kind == "done":
-                progress.frame(ev.done.frame, ev.done.output, ev.done.seconds)
-            elif kind == "error":
-                failed += 1
-                progress.error(ev.error.frame, ev.error.message)
-            else:
-                progress.done(ev.summary.done, ev.summary.failed, ev.summary.cancelled, ev.summary.seconds)
-    if failed:
+        summary = follow_job(c.run_job(req), progress)
+    if summary is None or summary.failed:
         return 1
     sheet = os.path.join(out, "contact_sheet.png")
     contact_sheet(pat, sorted({FIRST, (FIRST + last) // 2, last}), sheet)

@@ -16,7 +16,7 @@ import grpc
 
 from models import images, sequence
 from plugin.cli.connect import add_server_arguments, client
-from plugin.cli.progress import Progress
+from plugin.cli.progress import Progress, follow_job
 from server.api import pb
 from server.auth import is_loopback
 
@@ -85,20 +85,8 @@ def _path_mode(c, args, first, last, options, progress: Progress) -> int:
                         output=absolute(args.output), options=options, colour_space=args.colour_space)
     call = c.run_job(req)
     signal.signal(signal.SIGTERM, lambda *_: call.cancel())  # a host stops us: stop the server's work too
-    failed, cancelled = 0, False
     try:
-        for ev in call:
-            kind = ev.WhichOneof("event")
-            if kind == "started":
-                progress.start(ev.started.job_id, ev.started.frames)
-            elif kind == "done":
-                progress.frame(ev.done.frame, ev.done.output, ev.done.seconds)
-            elif kind == "error":
-                progress.error(ev.error.frame, ev.error.message)
-            else:
-                s = ev.summary
-                failed, cancelled = s.failed, s.cancelled
-                progress.done(s.done, s.failed, s.cancelled, s.seconds)
+        summary = follow_job(call, progress)
     except grpc.RpcError as err:
         if err.code() != grpc.StatusCode.CANCELLED:
             raise
@@ -107,7 +95,9 @@ def _path_mode(c, args, first, last, options, progress: Progress) -> int:
     except KeyboardInterrupt:
         call.cancel()
         raise
-    return 130 if cancelled else (1 if failed else 0)
+    if summary is None or summary.cancelled:
+        return 130
+    return 1 if summary.failed else 0
 
 
 def _frames_here(c, args, first, last, options, transport, progress: Progress) -> int:

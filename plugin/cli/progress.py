@@ -48,3 +48,21 @@ class Progress:
         self._emit({"event": "done", "done": done, "failed": failed, "cancelled": cancelled,
                     "seconds": round(seconds, 3)},
                    f"{done} frame(s) written, {failed} failed{', cancelled' if cancelled else ''} in {seconds:.1f} s")
+
+
+def follow_job(events, progress: Progress):
+    """Report a path-mode job's events (an iterator of pb.JobEvent) as they come; return its summary
+    (pb.JobSummary), or None when the stream ended without one."""
+    for ev in events:
+        kind = ev.WhichOneof("event")
+        if kind == "started":
+            progress.start(ev.started.job_id, ev.started.frames)
+        elif kind == "done":
+            progress.frame(ev.done.frame, ev.done.output, ev.done.seconds)
+        elif kind == "error":
+            progress.error(ev.error.frame, ev.error.message)
+        else:
+            s = ev.summary
+            progress.done(s.done, s.failed, s.cancelled, s.seconds)
+            return s
+    return None
