@@ -28,7 +28,8 @@ class Sample:
       image:      (H, W, 3) float32 in [0, 1], in `display_space`
       trimap:     (H, W) float32 in {0, 0.5, 1} (background / unknown / foreground), or None
       background: (H, W, 3) float32 in [0, 1], in `display_space`, or None
-    colour_space: space of image and background as they are now (OpenColorIO name)
+    colour_space: space of the image as it is now (OpenColorIO name)
+    background_space: space of the background as it is now
     display_space: space the model wants them in ("sRGB" unless the job says otherwise)
     steps: recursive-inference passes for models that have them (0 = model default)
     """
@@ -37,6 +38,7 @@ class Sample:
     trimap: np.ndarray | None = None
     background: np.ndarray | None = None
     colour_space: str = "sRGB"
+    background_space: str = "sRGB"
     display_space: str = "sRGB"
     steps: int = 0
 
@@ -74,10 +76,11 @@ class MattingModel(ABC):
         image = colour.convert(pixels.to_unit_float(sample.image), sample.colour_space, sample.display_space)
         background = sample.background
         if background is not None:
-            background = colour.convert(pixels.to_unit_float(background), sample.colour_space, sample.display_space)
+            background = colour.convert(pixels.to_unit_float(background), sample.background_space,
+                                        sample.display_space)
         trimap = None if sample.trimap is None else pixels.trimap_levels(sample.trimap)
         return replace(sample, image=image, trimap=trimap, background=background,
-                       colour_space=sample.display_space)
+                       colour_space=sample.display_space, background_space=sample.display_space)
 
     @abstractmethod
     def run(self, batch: list[Sample]) -> list[np.ndarray]:

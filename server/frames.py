@@ -17,10 +17,12 @@ CHANNELS = {IMAGE: (3, 4), TRIMAP: (1,), BACKGROUND: (3, 4)}
 
 @dataclass(frozen=True)
 class Inputs:
-    """One frame's raw inputs as they arrived: arrays by role, the pixels' colour space, options."""
+    """One frame's raw inputs as they arrived.
+    arrays: by role (image, trimap, background); spaces: the colour space each picture says it is in,
+    by role ("" or absent: by dtype, float scene-linear and integer sRGB); options: the request's."""
 
     arrays: dict[str, np.ndarray]
-    colour_space: str
+    spaces: dict[str, str]
     options: pb.MatteOptions
 
 

@@ -140,7 +140,7 @@ class Job:
         r = self.request
         out = str(self.server.roots.check(sequence.frame_path(r.output, frame)))
         src = self._read(IMAGE, r.input, frame, stills)
-        arrays = {IMAGE: src.pixels}
+        arrays, spaces = {IMAGE: src.pixels}, {IMAGE: r.colour_space or src.colour_space}
         for role, pattern in ((TRIMAP, r.trimap), (BACKGROUND, r.background)):
             if pattern:
                 img = self._read(role, pattern, frame, stills)
@@ -148,10 +148,11 @@ class Job:
                     raise frames.invalid(f"frame {frame}: {role} is {img.pixels.shape[1]}x{img.pixels.shape[0]} "
                                          f"but the image is {src.pixels.shape[1]}x{src.pixels.shape[0]}")
                 arrays[role] = img.pixels[..., 0] if role == TRIMAP else img.pixels
+                spaces[role] = r.colour_space or img.colour_space
         for role, a in arrays.items():
             if not pixels.all_finite(a):
                 raise frames.invalid(f"frame {frame}: the {role} has NaN or Inf pixels")
-        alpha = self.server.matte(r.model, Inputs(arrays, r.colour_space or src.colour_space, r.options), None,
+        alpha = self.server.matte(r.model, Inputs(arrays, spaces, r.options), None,
                                   wait=lambda: not self.cancel.is_set())
         images.write_alpha(out, alpha, src.window)
         return out

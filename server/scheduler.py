@@ -71,20 +71,26 @@ class Scheduler:
                     return fut
 
     def _work(self, q: queue.Queue) -> None:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            fn, fut, deadline = item
-            if not fut.set_running_or_notify_cancel():
-                continue
-            if deadline is not None and time.monotonic() > deadline:
-                fut.set_exception(DeadlinePassed("the deadline passed while the frame waited in the queue"))
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # handed to the waiting RPC thread
-                fut.set_exception(exc)
+        while self._run(q.get()):
+            pass
+
+    @staticmethod
+    def _run(item) -> bool:
+        """Run one queued item; False for the stop sentinel. The item's references (its inputs may be
+        views of a shared-memory region the client wants to release) die when this returns."""
+        if item is None:
+            return False
+        fn, fut, deadline = item
+        if not fut.set_running_or_notify_cancel():
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            fut.set_exception(DeadlinePassed("the deadline passed while the frame waited in the queue"))
+            return True
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # handed to the waiting RPC thread
+            fut.set_exception(exc)
+        return True
 
     def close(self) -> None:
         """Finish the items in flight, cancel the waiting ones, stop the workers."""

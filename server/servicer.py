@@ -3,6 +3,7 @@ answers with alpha or a status that says what was wrong."""
 from __future__ import annotations
 
 import functools
+from urllib.parse import unquote
 import logging
 import time
 
@@ -14,6 +15,7 @@ from models.colour import SCENE_LINEAR, SRGB, check_space
 from models.registry import Registry, UnknownModel
 from server import frames, jobs
 from server.api import codec, pb, rpc
+from server.auth import is_loopback
 from server.frames import Inputs, RequestError
 from server.paths import AllowedRoots
 from server.scheduler import DeadlinePassed, QueueFull, Scheduler
@@ -80,14 +82,13 @@ class Matting(rpc.MattingServicer):
         """Prepare, queue and run one frame. Returns (H, W) alpha, dtype as the options ask."""
         model = self.registry.model(name)
         opts = frame.options
+        background = frame.arrays.get(BACKGROUND) if BACKGROUND in model.inputs else None
         try:
-            display = check_space(opts.display_space or SRGB)
-            source = check_space(frame.colour_space) if frame.colour_space else _default_space(frame.arrays[IMAGE])
+            raw = Sample(image=frame.arrays[IMAGE], trimap=frame.arrays.get(TRIMAP), background=background,
+                         colour_space=_space(frame, IMAGE), display_space=check_space(opts.display_space or SRGB),
+                         background_space=SRGB if background is None else _space(frame, BACKGROUND), steps=opts.steps)
         except ValueError as err:
             raise frames.invalid(str(err)) from None
-        raw = Sample(image=frame.arrays[IMAGE], trimap=frame.arrays.get(TRIMAP),
-                     background=frame.arrays.get(BACKGROUND) if BACKGROUND in model.inputs else None,
-                     colour_space=source, display_space=display, steps=opts.steps)
 
         def work():
             loaded = self.registry.get(name)
@@ -131,8 +132,9 @@ class Matting(rpc.MattingServicer):
     def Matte(self, request, context):
         t0 = time.perf_counter()
         parts = self.parts(request.model, request, lambda m, role: bool(getattr(m, role).data))
-        arrays = _arrays({role: p.desc for role, p in parts.items()}, lambda role: parts[role].data)
-        alpha = self.matte(request.model, Inputs(arrays, request.image.desc.colour_space, request.options),
+        descs = {role: p.desc for role, p in parts.items()}
+        arrays = _arrays(descs, lambda role: parts[role].data)
+        alpha = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options),
                            _deadline(context))
         return pb.MatteResponse(alpha=codec.encode(alpha), seconds=time.perf_counter() - t0)
 
@@ -144,25 +146,25 @@ class Matting(rpc.MattingServicer):
             raise frames.invalid("the first MatteStream message must carry the header (model and frame descriptors)")
         head = first.header
         descs = self.parts(head.model, head, lambda m, role: m.HasField(role))
-        for role, desc in descs.items():
-            frames.check_desc(role, desc, None if role == IMAGE else head.image)
-        sizes = [(role, codec.nbytes(d)) for role, d in descs.items()]
-        buf = bytearray(sum(n for _, n in sizes))
-        pos = 0
+        # the data carries every input the header describes, in this order, needed or not
+        sent = [role for role in (IMAGE, TRIMAP, BACKGROUND) if role == IMAGE or head.HasField(role)]
+        for role in sent:
+            frames.check_desc(role, getattr(head, role), None if role == IMAGE else head.image)
+        sizes = [(role, codec.nbytes(getattr(head, role))) for role in sent]
+        total = sum(n for _, n in sizes)
+        buf = bytearray()  # grows with the data: a header alone never makes the server allocate
         for chunk in request_iterator:
-            end = pos + len(chunk.data)
-            if end > len(buf):
-                raise frames.invalid(f"the stream sent more than the {len(buf)} bytes its header describes")
-            buf[pos:end] = chunk.data
-            pos = end
-        if pos != len(buf):
-            raise frames.invalid(f"the stream ended after {pos} of the {len(buf)} bytes its header describes")
+            if len(buf) + len(chunk.data) > total:
+                raise frames.invalid(f"the stream sent more than the {total} bytes its header describes")
+            buf += chunk.data
+        if len(buf) != total:
+            raise frames.invalid(f"the stream ended after {len(buf)} of the {total} bytes its header describes")
         mv, offsets, at = memoryview(buf), {}, 0
         for role, n in sizes:
             offsets[role] = mv[at:at + n]
             at += n
         arrays = _arrays(descs, offsets.__getitem__)
-        alpha = self.matte(head.model, Inputs(arrays, head.image.colour_space, head.options), _deadline(context))
+        alpha = self.matte(head.model, Inputs(arrays, _spaces(descs), head.options), _deadline(context))
         yield pb.AlphaChunk(alpha=codec.describe(alpha), seconds=time.perf_counter() - t0)
         data = memoryview(alpha).cast("B")
         for i in range(0, len(data), CHUNK):
@@ -193,7 +195,7 @@ class Matting(rpc.MattingServicer):
         mv = memoryview(mm)
         try:
             arrays = _arrays(descs, lambda role: mv[slices[role].offset:slices[role].offset + codec.nbytes(descs[role])])
-            alpha = self.matte(request.model, Inputs(arrays, request.image.desc.colour_space, request.options),
+            alpha = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options),
                                _deadline(context))
             _check_bounds("alpha", request.alpha_offset, alpha.nbytes, len(mm))
             out = np.frombuffer(mm, alpha.dtype, alpha.size, request.alpha_offset).reshape(alpha.shape)
@@ -226,8 +228,16 @@ def _arrays(descs: dict[str, pb.FrameDesc], data) -> dict[str, np.ndarray]:
     return out
 
 
-def _default_space(image: np.ndarray) -> str:
-    return SCENE_LINEAR if image.dtype.kind == "f" else SRGB
+def _space(frame: Inputs, role: str) -> str:
+    """The colour space of a picture: as its sender named it, else float scene-linear, integer sRGB."""
+    named = frame.spaces.get(role, "")
+    if named:
+        return check_space(named)
+    return SCENE_LINEAR if frame.arrays[role].dtype.kind == "f" else SRGB
+
+
+def _spaces(descs: dict[str, pb.FrameDesc]) -> dict[str, str]:
+    return {role: d.colour_space for role, d in descs.items()}
 
 
 def _deadline(context) -> float | None:
@@ -242,4 +252,6 @@ def _check_bounds(role: str, offset: int, size: int, total: int) -> None:
 
 
 def _is_local(peer: str) -> bool:
-    return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:"))
+    """Whether a gRPC peer ("ipv4:127.0.0.1:5000", "ipv6:%5B::1%5D:5000", "unix:...") is this host."""
+    kind, _, address = unquote(peer).partition(":")
+    return kind == "unix" or (kind in ("ipv4", "ipv6") and is_loopback(address.rsplit(":", 1)[0]))

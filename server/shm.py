@@ -47,7 +47,9 @@ class Regions:
                                "(shared memory only works when client and server share a machine)") from None
         try:
             actual = os.fstat(fd).st_size
-            if size == 0 or actual < size:
+            if size == 0:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"region {name}: give its size in bytes")
+            if actual < size:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"region {name} is {actual} bytes, smaller than the {size} registered")
             mm = mmap.mmap(fd, size)
@@ -70,10 +72,16 @@ class Regions:
         with self._lock:
             mm = self._maps.pop(region_id, None)
         if mm is not None:
-            mm.close()
+            try:
+                mm.close()
+            except BufferError:  # a request still reads it; the mapping closes when that request is done
+                pass
 
     def close(self) -> None:
         with self._lock:
             maps, self._maps = list(self._maps.values()), {}
         for mm in maps:
-            mm.close()
+            try:
+                mm.close()
+            except BufferError:
+                pass
