@@ -23,6 +23,8 @@ from server.shm import Regions
 
 log = logging.getLogger("mattebox.server")
 CHUNK = 1 << 20
+#: bytes a MatteStream call allocates before its data arrives (a 4K float32 RGB frame fits)
+STREAM_PREALLOC = 128 << 20
 VERSION = "0.1.0"
 
 
@@ -152,13 +154,19 @@ class Matting(rpc.MattingServicer):
             frames.check_desc(role, getattr(head, role), None if role == IMAGE else head.image)
         sizes = [(role, codec.nbytes(getattr(head, role))) for role in sent]
         total = sum(n for _, n in sizes)
-        buf = bytearray()  # grows with the data: a header alone never makes the server allocate
+        # Room for a 4K frame at once; beyond that the buffer grows (doubling) only as data arrives,
+        # so a header that claims a huge frame cannot make the server allocate it.
+        buf, pos = bytearray(min(total, STREAM_PREALLOC)), 0
         for chunk in request_iterator:
-            if len(buf) + len(chunk.data) > total:
+            end = pos + len(chunk.data)
+            if end > total:
                 raise frames.invalid(f"the stream sent more than the {total} bytes its header describes")
-            buf += chunk.data
-        if len(buf) != total:
-            raise frames.invalid(f"the stream ended after {len(buf)} of the {total} bytes its header describes")
+            if end > len(buf):
+                buf += bytes(min(total, max(end, 2 * len(buf))) - len(buf))
+            buf[pos:end] = chunk.data
+            pos = end
+        if pos != total:
+            raise frames.invalid(f"the stream ended after {pos} of the {total} bytes its header describes")
         mv, offsets, at = memoryview(buf), {}, 0
         for role, n in sizes:
             offsets[role] = mv[at:at + n]

@@ -142,7 +142,7 @@ def direct():
             colour_space = SCENE_LINEAR if image.dtype.kind == "f" else SRGB
         m = registry.get(model)
         sample = Sample(image=image, trimap=trimap, background=background, colour_space=colour_space,
-                        display_space=display_space)
+                        background_space=colour_space, display_space=display_space)
         return np.asarray(m.run([m.prepare(sample)])[0]).astype(alpha_dtype)
 
     return run

@@ -300,9 +300,14 @@ def test_cancelling_the_call_stops_the_job(client, still, tmp_path):
     assert all(n.startswith("a.") and n.endswith(".exr") for n in written), written  # no temp files
 
 
-# -- server bug: colour space of the plate -----------------------------------------------------------
+# -- colour space of the plate -----------------------------------------------------------------------
 
 
+def test_png_plate_with_exr_frames(client, seq, tmp_path):
+    """A still plate saved as an 8-bit sRGB PNG beside scene-linear EXR frames is read as sRGB (its own
+    colour space), so it mattes like the same plate saved as a scene-linear EXR."""
+    images.write_rgb(tmp_path / "plate.png", np.rint(seq.plate_srgb * 255).astype(np.uint8))
+    images.write_rgb(tmp_path / "plate.exr", colour.convert(seq.plate_srgb, SRGB, SCENE_LINEAR))
     outs = {}
     for kind in ("png", "exr"):
         req = pb.JobRequest(model="difference", input=str(seq.folder / "shot.####.exr"),

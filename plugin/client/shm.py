@@ -8,6 +8,7 @@ from __future__ import annotations
 import mmap
 import os
 import uuid
+import weakref
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class SharedRegion:
         self.path = os.path.join(shm_dir(), self.name)
         self.size = size
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # removes the file when close() is forgotten: at garbage collection or interpreter exit
+        self._remove = weakref.finalize(self, _unlink, self.path)
         try:
             os.ftruncate(fd, size)
             self.map = mmap.mmap(fd, size)
@@ -44,14 +47,20 @@ class SharedRegion:
             self.map.close()
         except BufferError:  # a view is still alive; the mapping goes with it
             pass
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        self._remove()
 
     def __enter__(self) -> "SharedRegion":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def layout(sizes: list[int]) -> tuple[list[int], int]:
