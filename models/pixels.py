@@ -7,9 +7,6 @@ from functools import lru_cache
 
 import numpy as np
 
-#: dtypes frames may arrive in, by name as the protocol spells them
-DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16, "float32": np.float32}
-
 
 def to_unit_float(a: np.ndarray) -> np.ndarray:
     """Any supported dtype -> float32. Integers are scaled to [0, 1]; floats are kept as they are."""
@@ -19,7 +16,7 @@ def to_unit_float(a: np.ndarray) -> np.ndarray:
         return a.astype(np.float32) / np.float32(65535)
     if a.dtype in (np.float16, np.float32, np.float64):
         return a.astype(np.float32, copy=False)
-    raise ValueError(f"unsupported pixel dtype {a.dtype}; use one of {', '.join(DTYPES)}")
+    raise ValueError(f"unsupported pixel dtype {a.dtype}; use uint8, uint16, float16 or float32")
 
 
 def trimap_levels(trimap: np.ndarray) -> np.ndarray:

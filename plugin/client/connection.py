@@ -6,7 +6,6 @@ memory, same host), `run_job` (path mode, the normal case for sequences on share
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -164,7 +163,3 @@ class Client:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def token_from_env() -> str:
-    return os.environ.get("MATTEBOX_TOKEN", "")
