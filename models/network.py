@@ -1,0 +1,90 @@
+"""The part every deep model shares: a torch network behind the MattingModel contract.
+
+A network is an export-friendly `torch.nn.Module` with ONE input tensor and ONE output tensor
+(the convention Nuke's CatFileCreator accepts):
+
+    x:     (B, C, H, W) float in [0, 1]: RGB, then the model's extra inputs as channels
+           (trimap in {0, 0.5, 1}, or a clean plate's RGB), any H and W (the network pads to its
+           stride and crops back)
+    alpha: (B, 1, H, W) float in [0, 1]
+
+A NetworkModel builds it (`build`), says how a prepared Sample becomes those channels (`pack`),
+loads trained weights from models/weights/<name>.safetensors, and never runs without them: the
+registry refuses such a model with a message saying how to train it.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from functools import cached_property
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.base import BACKGROUND, TRIMAP, WEIGHTS_DIR, MattingModel, Sample
+
+
+class NetworkModel(MattingModel):
+    runs_on = "accelerator"
+
+    def __init__(self):
+        self.net: nn.Module | None = None
+        self.device = "cpu"
+
+    @property
+    def weights(self) -> str:  # type: ignore[override]
+        return f"{self.name}.safetensors"
+
+    @abstractmethod
+    def build(self) -> nn.Module:
+        """A fresh network with the model's configuration (random weights)."""
+
+    def pack(self, sample: Sample) -> np.ndarray:
+        """A prepared Sample -> (H, W, C) float32 in [0, 1]: RGB, then trimap or plate as declared."""
+        planes = [sample.image]
+        if TRIMAP in self.inputs:
+            planes.append(sample.trimap[..., None])
+        if BACKGROUND in self.inputs:
+            planes.append(sample.background)
+        return np.concatenate(planes, axis=2).astype(np.float32, copy=False)
+
+    @cached_property
+    def _stats(self) -> tuple[int, float]:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net = self.build().eval()
+        params = sum(p.numel() for p in net.parameters())
+        channels = 3 + (1 if TRIMAP in self.inputs else 0) + (3 if BACKGROUND in self.inputs else 0)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            net(torch.rand(1, channels, 512, 512))
+        return params, counter.get_total_flops() / 1e9
+
+    def params(self) -> int:
+        return self._stats[0]
+
+    def gflops_512(self) -> float:
+        return self._stats[1]
+
+    def load(self, device: str) -> None:
+        from safetensors.torch import load_file
+
+        net = self.build()
+        net.load_state_dict(load_file(str(WEIGHTS_DIR / self.weights)))
+        self.device = device
+        self.net = net.eval().to(device)
+        if device.startswith("cuda"):
+            self.net.half()
+
+    def run(self, batch: list[Sample]) -> list[np.ndarray]:
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        out = []
+        with torch.inference_mode():
+            for s in batch:  # frames of a batch may differ in size: one forward each
+                x = torch.from_numpy(self.pack(s)).permute(2, 0, 1)[None].to(self.device, dtype)
+                out.append(self.net(x)[0, 0].float().clamp_(0, 1).cpu().numpy())
+        return out
+
+    def torchscript(self, net: nn.Module | None = None) -> torch.jit.ScriptModule:
+        """The network (loaded one by default) as TorchScript: one input tensor, one output tensor."""
+        return torch.jit.script((net or self.net).eval())
