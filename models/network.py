@@ -71,6 +71,11 @@ class NetworkModel(MattingModel):
 
         net = self.build()
         net.load_state_dict(load_file(str(WEIGHTS_DIR / self.weights)))
+        self.use(net, device)
+
+    def use(self, net: nn.Module, device: str) -> None:
+        """Run with `net` on `device` (float16 on CUDA). `load` calls it with the trained network;
+        benchmarks call it with an untrained one, since speed does not depend on the weights."""
         self.device = device
         self.net = net.eval().to(device)
         if device.startswith("cuda"):

@@ -1,69 +1,22 @@
-"""`mattebox bench transport`: move a 4K half-float RGB frame in and a half-float alpha out through a
-real server (its own process) running the null model, by unary message, chunked stream and shared
-memory, beside the memcpy floor measured in this process (one copy of the frame plus one of the
-alpha: the least any transport must do). Figures are medians in milliseconds."""
+"""`mattebox bench transport|models`: benchmarks that print figures (never timed tests)."""
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
-
-import numpy as np
-
-from plugin.cli.connect import spawn_server
-from plugin.client.connection import Client
+import importlib
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("transport",), help="what to measure")
-    p.add_argument("--size", default="3840x2160", help="frame size WxH (default 4K UHD)")
-    p.add_argument("--repeat", type=int, default=7, help="timed runs per transport (after one warm-up)")
-    p.add_argument("--server", default="", help="measure this running server instead of starting one")
-    p.add_argument("--json", action="store_true", help="print one JSON line with the medians")
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up: connection, region registration, first allocation
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+    p.add_argument("what", choices=("transport", "models"),
+                   help="transport: 4K frame through the real server by every transport; "
+                        "models: ms per frame of every model at 512x512 and 1920x1080")
+    p.add_argument("--size", default="", help="transport: frame size WxH (default 3840x2160)")
+    p.add_argument("--sizes", default="512x512,1920x1080", help="models: comma-separated WxH sizes")
+    p.add_argument("--models", default="", help="models: comma-separated names (default: all but null)")
+    p.add_argument("--repeat", type=int, default=0,
+                   help="timed runs after one warm-up (default: transport 7, models 3; classical models 1)")
+    p.add_argument("--server", default="", help="transport: measure this running server instead of starting one")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    frame = np.random.default_rng(0).random((height, width, 3), np.float32).astype(np.float16)
-    alpha = np.zeros((height, width), np.float16)
-    frame_copy, alpha_copy = np.empty_like(frame), np.empty_like(alpha)
-
-    def memcpy():
-        np.copyto(frame_copy, frame)
-        np.copyto(alpha_copy, alpha)
-
-    figures = {"memcpy_ms": median_ms(memcpy, args.repeat)}
-    server = spawn_server() if not args.server else None
-    address = server.__enter__() if server else args.server
-    try:
-        with Client(address) as c:
-            # like the floor, shared memory copies the alpha into a buffer reused from frame to frame
-            figures["shm_ms"] = median_ms(lambda: c.matte_shared("null", frame, colour_space="sRGB", out=alpha_copy),
-                                          args.repeat)
-            for key, send in (("stream_ms", c.matte_stream), ("unary_ms", c.matte)):
-                figures[key] = median_ms(lambda: send("null", frame, colour_space="sRGB"), args.repeat)
-    finally:
-        if server:
-            server.__exit__(None, None, None)
-    figures = {k: round(v, 2) for k, v in figures.items()}
-    if args.json:
-        print(json.dumps({"size": f"{width}x{height}", **figures}))
-        return 0
-    floor = figures["memcpy_ms"]
-    print(f"{width}x{height} float16 RGB in, float16 alpha out, null model, median of {args.repeat}:")
-    for key, label in (("memcpy_ms", "memcpy floor"), ("shm_ms", "shared memory"), ("stream_ms", "chunked stream"),
-                       ("unary_ms", "unary message")):
-        print(f"  {label:<15} {figures[key]:8.1f} ms  ({figures[key] / floor:5.1f}x floor)")
-    print(f"  stream is {figures['unary_ms'] / figures['stream_ms']:.1f}x faster than unary")
-    return 0
+    return importlib.import_module(f"plugin.cli.bench_{args.what}").run(args)
