@@ -48,16 +48,22 @@ class NetworkModel(MattingModel):
             planes.append(sample.background)
         return np.concatenate(planes, axis=2).astype(np.float32, copy=False)
 
+    def channels(self) -> int:
+        """Channels of the network's input tensor (see `pack`)."""
+        return 3 + (1 if TRIMAP in self.inputs else 0) + (3 if BACKGROUND in self.inputs else 0)
+
     @cached_property
     def _stats(self) -> tuple[int, float]:
         from torch.utils.flop_counter import FlopCounterMode
 
-        net = self.build().eval()
+        # On the meta device: shapes only, no memory and no arithmetic, so listing models stays fast.
+        with torch.device("meta"):
+            net = self.build().eval()
+            x = torch.zeros(1, self.channels(), 512, 512)
         params = sum(p.numel() for p in net.parameters())
-        channels = 3 + (1 if TRIMAP in self.inputs else 0) + (3 if BACKGROUND in self.inputs else 0)
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
-            net(torch.rand(1, channels, 512, 512))
+            net(x)
         return params, counter.get_total_flops() / 1e9
 
     def params(self) -> int:
