@@ -5,4 +5,5 @@ MODELS = {
     "knn": "models.classical.knn:KNN",
     "difference": "models.classical.difference:Difference",
     "null": "models.null:Null",
+    "dcnn": "models.dcnn.model:DCNN",
 }

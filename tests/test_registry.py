@@ -1,0 +1,47 @@
+"""The registry as clients see it: every model listed with its declaration, and a network without
+trained weights refused with a message that says how to train it (never run on random weights)."""
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+import models.base
+from models.catalogue import MODELS
+from models.network import NetworkModel
+from models.registry import Registry
+from plugin.client.connection import Client
+from server.api import codec
+
+NETWORKS = [n for n in MODELS if isinstance(Registry().model(n), NetworkModel)]
+
+
+def test_every_model_is_listed_with_its_declaration(client):
+    listed = {m.name: m for m in client.models()}
+    assert sorted(listed) == sorted(MODELS)
+    for name, m in listed.items():
+        assert codec.INPUT_NAMES[m.inputs[0]] == "image", name
+        assert m.description and m.device
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_networks_report_parameters_and_flops(name):
+    info = Registry().info(name)
+    assert info.params > 0 and info.gflops_512 > 0
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_untrained_network_is_refused_with_how_to_train(name, monkeypatch, tmp_path, make_server, shot, trimap,
+                                                        expect_status):
+    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)  # no weights there
+    running = make_server(registry=Registry())
+    image = np.rint(shot.image[0] * 255).astype(np.uint8)
+    plate = np.rint(shot.plate * 255).astype(np.uint8)
+    with Client(running.address) as c:
+        info = {m.name: m for m in c.models()}[name]
+        assert info.weights_ready is False
+        needs = [codec.INPUT_NAMES[i] for i in info.inputs]
+        with expect_status(grpc.StatusCode.FAILED_PRECONDITION, f"mattebox train --model {name}"):
+            c.matte(name, image, trimap=trimap if "trimap" in needs else None,
+                    background=plate if "background" in needs else None, timeout=60)
+        assert c.matte("difference", image, background=plate, timeout=60).shape == image.shape[:2]
