@@ -6,4 +6,5 @@ MODELS = {
     "difference": "models.classical.difference:Difference",
     "null": "models.null:Null",
     "dcnn": "models.dcnn.model:DCNN",
+    "msia": "models.msia.model:MSIA",
 }
