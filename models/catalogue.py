@@ -7,4 +7,7 @@ MODELS = {
     "null": "models.null:Null",
     "dcnn": "models.dcnn.model:DCNN",
     "msia": "models.msia.model:MSIA",
+    "bgm": "models.bgm.model:BGM",
+    "bgm_excite": "models.bgm.model:BGMExcite",
+    "lightweight": "models.lightweight.model:Lightweight",
 }

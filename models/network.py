@@ -93,8 +93,13 @@ class NetworkModel(MattingModel):
         with torch.inference_mode():
             for s in batch:  # frames of a batch may differ in size: one forward each
                 x = torch.from_numpy(self.pack(s)).permute(2, 0, 1)[None].to(self.device, dtype)
-                out.append(self.net(x)[0, 0].float().clamp_(0, 1).cpu().numpy())
+                out.append(self.infer(x, s)[0, 0].float().clamp_(0, 1).cpu().numpy())
         return out
+
+    def infer(self, x: torch.Tensor, sample: Sample) -> torch.Tensor:
+        """One forward of the loaded network: x (1, C, H, W) -> alpha (1, 1, H, W). Models with
+        per-request settings (e.g. recursion steps) override it to read them from `sample`."""
+        return self.net(x)
 
     def torchscript(self, net: nn.Module | None = None) -> torch.jit.ScriptModule:
         """The network (loaded one by default) as TorchScript: one input tensor, one output tensor."""
