@@ -21,6 +21,9 @@ Plugging it into a network (any nn.Module):
 - `excite(net, "name.of.layer")` replaces a named submodule by its `Excited` wrapper in place and
   returns the wrapper; the network's excitation-aware forward then calls that layer as
   `layer(x, exc)`. Everything here compiles with torch.jit.script.
+- A network whose forward is not excitation-aware (its code calls `layer(x)`) is excited by setting
+  the wrapper's `exc` before calling the network (`wrapper.exc = pha`), and `None` after: the way
+  to put excitation into any model of ours without changing its code (tests do it with dcnn).
 """
 from __future__ import annotations
 
@@ -57,9 +60,13 @@ class Excited(nn.Module):
         super().__init__()
         self.module = module
         self.excitation = Excitation(gamma)
+        #: map used when forward gets none (for parents that call `layer(x)`); None: no excitation
+        self.exc: Optional[Tensor] = None
 
     def forward(self, x: Tensor, exc: Optional[Tensor] = None) -> Tensor:
         hid = self.module(x)
+        if exc is None:
+            exc = self.exc
         if exc is None:
             return hid
         return self.excitation(hid, exc)

@@ -14,7 +14,8 @@ import models.base
 import models.network
 from models.base import Sample
 from models.dcnn.model import DCNN
-from models.dcnn.network import DCNNNet
+from models.dcnn.network import DCNNConfig, DCNNNet
+from models.excitation import excite
 from training.synthetic import make_shot, trimap_from_alpha
 
 # 9x9 analysis, no bias:       5 * 64 * 9 * 9       = 25,920
@@ -143,3 +144,24 @@ def test_runs_with_saved_weights(tmp_path, monkeypatch):
     assert pha.min() >= 0 and pha.max() <= 1
     np.testing.assert_array_equal(pha[trimap == 255], 1)
     np.testing.assert_array_equal(pha[trimap == 0], 0)
+
+
+def test_excitation_plugs_into_dcnn():
+    """Seed 000's excitation layer in a second network of ours, without changing its code."""
+    torch.manual_seed(0)
+    net = DCNNNet(DCNNConfig()).eval()
+    x = torch.rand(1, 5, 40, 48)
+    plain = net(x)
+    layer = excite(net, "remap.0")
+    assert torch.equal(net(x), plain)  # no map: the network is unchanged
+    ones, ramp = torch.ones(1, 1, 40, 48), torch.linspace(0, 1, 48).expand(1, 1, 40, 48)
+    layer.exc = ones
+    assert torch.allclose(net(x), plain, atol=1e-6)  # E = 1: F_in * E = F_in
+    layer.exc = ramp
+    excited = net(x)
+    assert not torch.allclose(excited, plain, atol=1e-4)  # E changes the output
+    excited.sum().backward()
+    assert layer.excitation.gamma.grad is not None and layer.excitation.gamma.grad != 0
+    layer.exc = None
+    scripted = torch.jit.script(net)
+    assert torch.allclose(scripted(x), plain, atol=1e-5)

@@ -45,3 +45,29 @@ def test_untrained_network_is_refused_with_how_to_train(name, monkeypatch, tmp_p
             c.matte(name, image, trimap=trimap if "trimap" in needs else None,
                     background=plate if "background" in needs else None, timeout=60)
         assert c.matte("difference", image, background=plate, timeout=60).shape == image.shape[:2]
+
+
+def test_steps_option_reaches_the_recursive_model(monkeypatch, tmp_path, make_server, shot):
+    """MatteOptions.steps (and `mattebox matte --steps`) sets bgm_excite's recursive passes."""
+    from safetensors.torch import save_file
+
+    import models.network
+    from models.base import Sample
+    from models.bgm.model import BGMExcite
+    from server.api import pb
+
+    save_file(BGMExcite().build().state_dict(), str(tmp_path / "bgm_excite.safetensors"))
+    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(models.network, "WEIGHTS_DIR", tmp_path)
+    local = Registry().get("bgm_excite")
+    image = np.rint(shot.image[0] * 255).astype(np.uint8)
+    plate = np.rint(shot.plate * 255).astype(np.uint8)
+    running = make_server(registry=Registry())
+    with Client(running.address) as c:
+        got = {k: c.matte("bgm_excite", image, background=plate, timeout=60,
+                          options=pb.MatteOptions(steps=k, alpha_dtype=pb.FLOAT32)) for k in (0, 1, 2, 3)}
+    for k in (1, 2, 3):
+        want = local.run([local.prepare(Sample(image, background=plate, steps=k))])[0]
+        np.testing.assert_allclose(got[k], want, atol=1e-5)
+    np.testing.assert_array_equal(got[0], got[2])  # the default is the paper's s = 2
+    assert not np.allclose(got[1], got[3], atol=1e-4)
