@@ -57,8 +57,13 @@ class MattingModel(ABC):
     #: file name under models/weights/, or None for models without learned weights
     weights: ClassVar[str | None] = None
 
+    def weights_path(self) -> Path | None:
+        """Where the trained weights are (models/weights/<file>), or None for classical models."""
+        return None if self.weights is None else WEIGHTS_DIR / self.weights
+
     def weights_ready(self) -> bool:
-        return self.weights is None or (WEIGHTS_DIR / self.weights).is_file()
+        path = self.weights_path()
+        return path is None or path.is_file()
 
     def params(self) -> int:
         """Number of learned parameters (0 for classical models)."""

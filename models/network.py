@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import BACKGROUND, TRIMAP, WEIGHTS_DIR, MattingModel, Sample
+from models.base import BACKGROUND, TRIMAP, MattingModel, Sample
 
 
 class NetworkModel(MattingModel):
@@ -76,7 +76,7 @@ class NetworkModel(MattingModel):
         from safetensors.torch import load_file
 
         net = self.build()
-        net.load_state_dict(load_file(str(WEIGHTS_DIR / self.weights)))
+        net.load_state_dict(load_file(str(self.weights_path())))
         self.use(net, device)
 
     def use(self, net: nn.Module, device: str) -> None:

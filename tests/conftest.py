@@ -209,3 +209,15 @@ def job_events(call) -> dict:
         events[kind].append(getattr(ev, kind))
         events["order"].append(kind)
     return events
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of tiny-tensor tests: a second thread gains nothing there and
+    loses much when the other core is busy (another test process, a server)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,7 +12,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 import models.base
-import models.network
 from models.base import Sample
 from models.bgm.generator import FULL, BGMConfig
 from models.bgm.model import BGM, BGMExcite
@@ -142,7 +141,6 @@ def test_full_size_is_the_published_one():
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(models.network, "WEIGHTS_DIR", tmp_path)
     return tmp_path
 
 

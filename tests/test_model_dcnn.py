@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import save_file
 
 import models.base
-import models.network
 from models.base import Sample
 from models.dcnn.model import DCNN
 from models.dcnn.network import DCNNConfig, DCNNNet
@@ -129,7 +128,6 @@ def test_overfits_one_frame(packed):
 
 def test_runs_with_saved_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(models.network, "WEIGHTS_DIR", tmp_path)
     model = DCNN()
     assert not model.weights_ready()
     save_file(_net().state_dict(), str(tmp_path / "dcnn.safetensors"))

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 import models.base
-import models.network
 from models.base import IMAGE, Sample
 from models.lightweight import Lightweight, LightweightNet
 from models.lightweight.attention import group, ungroup
@@ -23,13 +22,7 @@ PAPER_PARAMS = 344_800
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tensors here are tiny: one thread is faster than two fighting over a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +129,6 @@ def test_runs_through_the_model_contract(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(models.network, "WEIGHTS_DIR", tmp_path)
     registry = Registry({"lightweight": "models.lightweight.model:Lightweight"})
     assert not registry.info("lightweight").weights
     with pytest.raises(FileNotFoundError):

@@ -9,7 +9,6 @@ import torch
 from safetensors.torch import save_file
 
 import models.base
-import models.network
 from models.base import Sample
 from models.msia.assembly import InformationAssembly
 from models.msia.config import PRESETS
@@ -23,13 +22,7 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and lose much when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +134,6 @@ def test_overfits_one_composite():
 
 def test_runs_as_a_registry_model_with_saved_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(models.network, "WEIGHTS_DIR", tmp_path)
     model = MSIA()
     assert not model.weights_ready()
     save_file(model.build().state_dict(), str(tmp_path / "msia.safetensors"))

@@ -58,7 +58,6 @@ def test_steps_option_reaches_the_recursive_model(monkeypatch, tmp_path, make_se
 
     save_file(BGMExcite().build().state_dict(), str(tmp_path / "bgm_excite.safetensors"))
     monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(models.network, "WEIGHTS_DIR", tmp_path)
     local = Registry().get("bgm_excite")
     image = np.rint(shot.image[0] * 255).astype(np.uint8)
     plate = np.rint(shot.plate * 255).astype(np.uint8)
