@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="512x512,1920x1080", help="models: comma-separated WxH sizes")
     p.add_argument("--models", default="", help="models: comma-separated names (default: all but null)")
     p.add_argument("--repeat", type=int, default=0,
-                   help="timed runs after one warm-up (default: transport 7, models 3; classical models 1)")
+                   help="timed runs after a warm-up (default: transport 7; models 3, or 1 for a model slower than 5 s)")
     p.add_argument("--server", default="", help="transport: measure this running server instead of starting one")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
