@@ -1,0 +1,143 @@
+"""`mattebox train`: train a model of the registry on composites (the Deep Image Matting rule) of
+real foregrounds (--data) or of the procedural generator, with validation, checkpoints, --resume,
+curves and contact sheets. Several processes: launch with `torchrun --nproc_per_node N`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import torch
+
+from models.registry import Registry
+
+TRAINABLE = ("bgm", "bgm_excite", "dcnn", "lightweight", "msia")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, choices=TRAINABLE)
+    p.add_argument("--data", action="append", default=[], metavar="DIR",
+                   help="foregrounds: folder(s) with input/ and gt/ images (alphamatting layout); "
+                        "default: procedural subjects")
+    p.add_argument("--backgrounds", action="append", default=[], metavar="DIR",
+                   help="background photos (every .png/.jpg below DIR); default: procedural")
+    p.add_argument("--val-names", default="", help="comma-separated --data image names held out for "
+                                                      "validation (default: the last 4)")
+    p.add_argument("--steps", type=int, default=0, help="optimiser steps (default 300, or from --epochs)")
+    p.add_argument("--epochs", type=float, default=0, help="passes over the composites (instead of --steps)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--crop", type=int, default=256, help="training crop size")
+    p.add_argument("--lr", type=float, default=0.0, help="learning rate (default: the paper's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--out", default="", help="run folder (default runs/<model>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--install", action="store_true",
+                   help="copy the final weights into models/weights/ so the registry serves them")
+    p.add_argument("--progress", choices=("text", "json", "openjd"), default="text")
+
+
+def datasets(args: argparse.Namespace):
+    """(train, validation) composite datasets."""
+    from training.data.composite import CompositeDataset
+    from training.data.sources import (PhotoBackgrounds, PhotoForegrounds, SyntheticBackgrounds,
+                                       SyntheticForegrounds)
+
+    if args.data:
+        names = sorted(os.path.splitext(f)[0] for d in args.data for f in os.listdir(os.path.join(d, "input")))
+        val = args.val_names.split(",") if args.val_names else names[-4:]
+        train_fg = [PhotoForegrounds(d, [n for n in names if n not in val]) for d in args.data]
+        val_fg = [PhotoForegrounds(d, val) for d in args.data]
+        train_fg, val_fg = train_fg[0], val_fg[0]  # one folder: the alphamatting layout
+    else:
+        train_fg, val_fg = SyntheticForegrounds(16, seed=args.seed), SyntheticForegrounds(4, seed=args.seed + 1000)
+    if args.backgrounds:
+        bgs = PhotoBackgrounds(args.backgrounds[0])
+        train_bg = val_bg = bgs
+    else:
+        train_bg, val_bg = SyntheticBackgrounds(32, seed=args.seed), SyntheticBackgrounds(4, seed=args.seed + 1000)
+    train = CompositeDataset(train_fg, train_bg, size=args.crop, seed=args.seed)
+    val = CompositeDataset(val_fg, val_bg, size=args.crop, length=8, seed=args.seed + 1)
+    return train, val
+
+
+def reporter(mode: str, rank: int):
+    if rank != 0:
+        return None, None
+    start = time.perf_counter()
+
+    def on_step(r) -> None:
+        pct = 100.0 * r.step / r.total
+        if mode == "json":
+            print(json.dumps({"event": "step", "step": r.step, "total": r.total, "loss": round(r.loss, 6),
+                              "percent": round(pct, 1), "steps_per_s": round(r.steps_per_s, 3),
+                              **{k: round(v, 6) for k, v in r.parts.items()}}), flush=True)
+        elif mode == "openjd":
+            print(f"openjd_progress: {pct:.1f}", flush=True)
+        else:
+            eta = (r.total - r.step) / max(r.steps_per_s, 1e-9)
+            bar = "#" * int(pct / 5)
+            print(f"\r[{bar:<20}] step {r.step}/{r.total} loss {r.loss:.4f} {r.steps_per_s:.2f} steps/s "
+                  f"ETA {eta:.0f} s ", end="", file=sys.stderr, flush=True)
+
+    def on_validate(step: int, m: dict) -> None:
+        text = " ".join(f"{k} {v:.4g}" for k, v in m.items())
+        if mode == "json":
+            print(json.dumps({"event": "validate", "step": step, **m}), flush=True)
+        elif mode == "openjd":
+            print(f"openjd_status: step {step}: {text}", flush=True)
+        else:
+            print(f"\nvalidation at step {step} ({time.perf_counter() - start:.0f} s): {text}", file=sys.stderr)
+
+    return on_step, on_validate
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from training import checkpoint
+    from training.recipes import recipe
+    from training.trainer import TrainConfig, Trainer
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    try:
+        train, val = datasets(args)
+        steps = args.steps or (max(1, round(args.epochs * len(train) / args.batch)) if args.epochs else 300)
+        out = os.path.abspath(args.out or os.path.join("runs", args.model))
+        cfg = TrainConfig(model=args.model, out=out, steps=steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                          val_every=args.val_every, save_every=args.save_every)
+        torch.manual_seed(args.seed)
+        model = Registry().model(args.model)
+        net = model.build()
+        on_step, on_validate = reporter(args.progress, rank)
+        t0 = time.perf_counter()
+        summary = Trainer(cfg, net, recipe(args.model), train, val, on_step, on_validate).run(resume=args.resume)
+        if rank == 0:
+            weights = os.path.join(out, model.weights)
+            card = {"model": args.model, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
+                    "hardware": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                    "data": args.data or "procedural (training.synthetic)", "validation": summary["metrics"],
+                    "processes": dist.get_world_size() if dist.is_initialized() else 1}
+            checkpoint.save_weights(weights, net, card)
+            with open(os.path.splitext(weights)[0] + ".json", "w") as f:
+                json.dump(card, f, indent=2)
+            if args.install:
+                model_path = model.weights_path()
+                shutil.copyfile(weights, str(model_path) + ".tmp")
+                os.replace(str(model_path) + ".tmp", model_path)
+                shutil.copyfile(os.path.splitext(weights)[0] + ".json", model_path.with_suffix(".json"))
+            print(f"\nmattebox train: {args.model} weights {weights}"
+                  f"{' (installed in ' + str(model.weights_path()) + ')' if args.install else ''}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nmattebox train: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
