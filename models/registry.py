@@ -1,10 +1,16 @@
-"""The model registry: what the server lists and runs. Models load lazily, on first use."""
+"""The model registry: what the server lists and runs. Models load lazily, on first use.
+
+Besides the catalogue, the weights folder is watched: a fine-tuned model is a weights file
+`<name>.safetensors` with a card `<name>.json` naming its `base` model, and it is listed and served
+as soon as both files are there (`mattebox finetune` writes them), without a restart."""
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 from dataclasses import dataclass
 
+import models.base
 from models import devices
 from models.base import MattingModel
 from models.catalogue import MODELS
@@ -43,16 +49,36 @@ class Registry:
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
-        return sorted(self._catalogue)
+        return sorted(set(self._catalogue) | set(self._derived()))
+
+    def _derived(self) -> dict[str, dict]:
+        """Fine-tuned models in the weights folder: name -> card (with "base" a catalogue name)."""
+        found = {}
+        folder = models.base.WEIGHTS_DIR
+        for card_path in folder.glob("*.json") if folder.is_dir() else ():
+            name = card_path.stem
+            try:
+                card = json.loads(card_path.read_text())
+            except (OSError, ValueError):
+                continue
+            base = card.get("base") if isinstance(card, dict) else None
+            if base in self._catalogue and name not in self._catalogue and (folder / f"{name}.safetensors").is_file():
+                found[name] = card
+        return found
 
     def model(self, name: str) -> MattingModel:
         """The model's instance (declaration only; weights not loaded). Raises UnknownModel."""
         with self._lock:
             if name not in self._models:
-                if name not in self._catalogue:
+                card = None if name in self._catalogue else self._derived().get(name)
+                if name not in self._catalogue and card is None:
                     raise UnknownModel(name, self.names())
-                module, cls = self._catalogue[name].split(":")
-                self._models[name] = getattr(importlib.import_module(module), cls)()
+                module, cls = self._catalogue[card["base"] if card else name].split(":")
+                model = getattr(importlib.import_module(module), cls)()
+                if card:  # same network and inputs as its base, its own weights file
+                    model.name = name
+                    model.description = card.get("description") or f"{card['base']} fine-tuned"
+                self._models[name] = model
             return self._models[name]
 
     def device(self, name: str) -> str:

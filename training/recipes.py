@@ -146,7 +146,12 @@ class DCNN(Recipe):
         planes = []
         for src, tri in zip(batch["src"], batch["tri"]):
             sample = Sample(image=src.permute(1, 2, 0).numpy(), trimap=tri[0].numpy())
-            planes.append(torch.from_numpy(np.ascontiguousarray(model.pack(sample))).permute(2, 0, 1))
+            try:
+                packed = model.pack(sample)
+            except ValueError:  # a crop without both known classes: the solvers have nothing to go on,
+                t = sample.trimap[..., None]  # so their inputs are the trimap itself (0.5 unknown)
+                packed = np.concatenate([sample.image, t, t], axis=2)
+            planes.append(torch.from_numpy(np.ascontiguousarray(packed, np.float32)).permute(2, 0, 1))
         return torch.stack(planes)
 
     def loss(self, net, batch, progress):

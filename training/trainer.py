@@ -71,6 +71,8 @@ class Trainer:
         self.cfg, self.net, self.recipe = cfg, net, recipe
         self.train_set, self.val_set = train_set, val_set
         self.on_step, self.on_validate = on_step, on_validate
+        #: called after each validation with (step, metrics); True ends the run there (early stopping)
+        self.should_stop: Callable[[int, dict], bool] | None = None
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         if cfg.batch % self.world:
@@ -133,10 +135,14 @@ class Trainer:
                 self.on_step(StepReport(step + 1, self.cfg.steps, self.history["loss"][-1][1], parts,
                                         done / (time.perf_counter() - t0)))
             last = step + 1 == self.cfg.steps
+            stop = False
             if (step + 1) % self.cfg.val_every == 0 or last:
-                self.validate(step + 1)
-            if (step + 1) % self.cfg.save_every == 0 or last:
+                m = self.validate(step + 1)
+                stop = bool(m) and self.should_stop is not None and self.should_stop(step + 1, m)
+            if (step + 1) % self.cfg.save_every == 0 or last or stop:
                 self.save(step + 1)
+            if stop:
+                break
         if self.world > 1:  # batch-norm statistics: every process keeps rank 0's
             for buf in self.net.buffers():
                 dist.broadcast(buf, 0)

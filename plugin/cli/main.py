@@ -12,6 +12,7 @@ COMMANDS = {
     "models": ("list_models", "list the models (local registry, or a server's with --server)"),
     "matte": ("matte", "matte an image or a sequence through a server"),
     "train": ("train", "train a model (one process, or several under torchrun)"),
+    "finetune": ("finetune", "fine-tune a model on a few frames of a shot and serve it at once"),
     "eval": ("evaluate", "SAD / MSE / Gradient / Connectivity of mattes against ground truth"),
     "demo": ("demo", "generate a synthetic shot, matte it through a server, write a contact sheet"),
     "bench": ("bench", "benchmarks that print figures"),

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=0, help="recursive inference passes (models that have them)")
     p.add_argument("--transport", choices=TRANSPORTS, default="auto",
                    help="auto: path mode for a server on this machine, else stream")
-    p.add_argument("--progress", choices=("text", "json"), default="text", help="json: one object per line on stdout")
+    p.add_argument("--progress", choices=("text", "json", "openjd"), default="text", help="json: one object per line on stdout")
     p.add_argument("--job-id", default="", help="id to cancel the job by (default: made up)")
     add_server_arguments(p)
 

@@ -1,10 +1,13 @@
-"""Progress for people (text on stderr) or for host plugins (`--progress json`: one JSON object per
-line on stdout).
+"""Progress for people (text on stderr), for host plugins (`--progress json`: one JSON object per
+line on stdout) or for render farms (`--progress openjd`: Open Job Description's stdout messages).
 
 JSON events: {"event": "start", "job": ID, "frames": N}
              {"event": "frame", "frame": F, "output": PATH, "seconds": S, "percent": P}
              {"event": "error", "frame": F, "message": TEXT, "percent": P}   (frame is null for a job error)
              {"event": "done", "done": N, "failed": N, "cancelled": BOOL, "seconds": S}
+
+Open Job Description: each event's text as "openjd_status: TEXT" ("openjd_fail: TEXT" for an error:
+the task's failure message), then "openjd_progress: P" for an event with a percent.
 """
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ class Progress:
     def _emit(self, event: dict, text: str) -> None:
         if self.mode == "json":
             print(json.dumps(event), flush=True)
+        elif self.mode == "openjd":
+            kind = "fail" if event["event"] == "error" else "status"
+            print(f"openjd_{kind}: {text}", flush=True)
+            if "percent" in event:
+                print(f"openjd_progress: {event['percent']}", flush=True)
         else:
             print(text, file=sys.stderr, flush=True)
 

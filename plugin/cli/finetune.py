@@ -1,0 +1,79 @@
+"""`mattebox finetune`: fine-tune a model on a few frames of one shot and serve it at once."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import grpc
+
+from models import sequence
+from plugin.cli.train import reporter
+from plugin.client.connection import Client
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="base model (bgm, bgm_excite, lightweight, msia, dcnn)")
+    p.add_argument("--input", required=True, help="the shot's image sequence pattern (####, %%04d, $F4)")
+    p.add_argument("--mattes", required=True, help="ground-truth matte pattern (roto or key renders)")
+    p.add_argument("--train-frames", required=True, help="frames to train on, e.g. 4,12,20")
+    p.add_argument("--held-frames", default="", help="frames with mattes held back for early stopping "
+                                                     "(default: other frames of --frames with a matte on disk)")
+    p.add_argument("--background", default="", help="clean plate (still or pattern), for plate models")
+    p.add_argument("--frames", default="", help="the shot's range A-B, where held-back mattes are looked for")
+    p.add_argument("--name", required=True, help="name of the new model")
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--crop", type=int, default=192)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--colour-space", default="")
+    p.add_argument("--base-weights", default="", help="start from these weights instead of the base model's")
+    p.add_argument("--out", default="", help="run folder (default runs/<name>)")
+    p.add_argument("--server", default="", help="check that this server now lists the new model")
+    p.add_argument("--token", default="")
+    p.add_argument("--progress", choices=("text", "json", "openjd"), default="text")
+
+
+def held_frames(args: argparse.Namespace, train: list[int]) -> list[int]:
+    if args.held_frames:
+        return [int(f) for f in args.held_frames.split(",")]
+    if not sequence.has_frame_token(args.mattes):
+        return []
+    found = sequence.frames_on_disk(args.mattes)
+    if args.frames:
+        first, last = sequence.parse_range(args.frames)
+        found = [f for f in found if first <= f <= last]
+    return [f for f in found if f not in train]
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.finetune import FinetuneConfig, finetune
+
+    try:
+        train = [int(f) for f in args.train_frames.split(",")]
+        cfg = FinetuneConfig(base=args.model, name=args.name, input=args.input, mattes=args.mattes,
+                             train_frames=train, held_frames=held_frames(args, train), background=args.background,
+                             colour_space=args.colour_space, steps=args.steps, batch=args.batch, crop=args.crop,
+                             base_weights=args.base_weights, out=args.out)
+        on_step, on_validate = reporter(args.progress, 0)
+        card = finetune(cfg, on_step, on_validate)
+    except (ValueError, OSError) as err:
+        print(f"mattebox finetune: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nmattebox finetune: interrupted; nothing was installed", file=sys.stderr)
+        return 130
+    if args.progress == "json":
+        print(json.dumps({"event": "installed", "name": args.name, **card}), flush=True)
+    print(f"\nmattebox finetune: {args.name} installed; held-back SAD {card['held_sad_before']:.3f} -> "
+          f"{card['held_sad_after']:.3f}", file=sys.stderr)
+    if args.server:
+        try:
+            with Client(args.server, token=args.token) as c:
+                listed = args.name in [m.name for m in c.models()]
+        except grpc.RpcError as err:
+            print(f"mattebox finetune: could not ask {args.server}: {err.details()}", file=sys.stderr)
+            return 1
+        print(f"mattebox finetune: {args.server} {'serves' if listed else 'does NOT list'} {args.name}"
+              f"{'' if listed else ' (does it share this weights folder?)'}", file=sys.stderr)
+        return 0 if listed else 1
+    return 0

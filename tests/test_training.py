@@ -1,0 +1,138 @@
+"""The training package: every model learns, a killed run resumes to the same weights, fine-tuning
+on three frames of a shot improves the others and is served without a restart."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import models.base
+from models import colour, images, metrics, sequence
+from models.registry import Registry
+from plugin.client.connection import Client
+from training.data.composite import CompositeDataset
+from training.data.sources import SyntheticBackgrounds, SyntheticForegrounds
+from training.finetune import FinetuneConfig, finetune
+from training.recipes import recipe
+from training.synthetic import make_shot
+from training.trainer import TrainConfig, Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Fixed(torch.utils.data.Dataset):
+    """The first n items of a dataset, made once: the same batch every step, so the loss must fall."""
+
+    def __init__(self, ds, n: int):
+        self.items = [ds[i] for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def composites(n: int, size: int, seed: int = 0) -> CompositeDataset:
+    return CompositeDataset(SyntheticForegrounds(n, 160, 120, seed=seed), SyntheticBackgrounds(2, size, seed=seed),
+                            size=size, seed=seed)
+
+
+@pytest.mark.parametrize("name,steps,size", [("bgm", 12, 64), ("bgm_excite", 12, 64), ("msia", 12, 64),
+                                             ("lightweight", 12, 128), ("dcnn", 12, 64)])
+def test_each_model_learns(name, steps, size, tmp_path):
+    torch.manual_seed(0)
+    net = Registry().model(name).build()
+    data = Fixed(composites(2, size), 2)
+    losses = []
+    cfg = TrainConfig(model=name, out=str(tmp_path), steps=steps, batch=2, val_every=steps, save_every=steps,
+                      val_items=1)
+    Trainer(cfg, net, recipe(name), data, data, on_step=lambda r: losses.append(r.loss)).run()
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
+    assert os.path.exists(tmp_path / "checkpoint.safetensors") and os.path.exists(tmp_path / "curves.png")
+    assert os.listdir(tmp_path / "sheets")
+
+
+def _train(out, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "train", "--model", "msia", "--steps", "6",
+                             "--batch", "2", "--crop", "64", "--save-every", "1", "--val-every", "100",
+                             "--out", str(out), "--progress", "json", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    whole = _train(tmp_path / "whole")
+    assert whole.wait(600) == 0
+    killed = _train(tmp_path / "killed")
+    for line in killed.stdout:
+        if json.loads(line).get("step") == 3:
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(60)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = _train(tmp_path / "killed", "--resume")
+    steps = [json.loads(line)["step"] for line in resumed.stdout if '"step"' in line]
+    assert resumed.wait(600) == 0
+    assert steps[0] > 1 and steps[-1] == 6  # continued, did not start over
+    a, b = load_file(tmp_path / "whole" / "msia.safetensors"), load_file(tmp_path / "killed" / "msia.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _shot(folder, frames: int = 8):
+    """A generated shot on disk: scene-linear EXR frames, a still plate, ground-truth alpha EXRs."""
+    shot = make_shot(160, 96, frames, first=1, seed=4)
+    pat = {"input": str(folder / "src.####.exr"), "mattes": str(folder / "gt.####.exr"),
+           "background": str(folder / "plate.exr")}
+    images.write_rgb(pat["background"], colour.convert(shot.plate, colour.SRGB, colour.SCENE_LINEAR))
+    for i in range(frames):
+        images.write_rgb(sequence.frame_path(pat["input"], i + 1), colour.convert(shot.image[i], colour.SRGB,
+                                                                                 colour.SCENE_LINEAR))
+        images.write_alpha(sequence.frame_path(pat["mattes"], i + 1), shot.alpha[i])
+    return shot, pat
+
+
+def _sad(client, model, shot, frames) -> float:
+    plate = np.rint(shot.plate * 255).astype(np.uint8)
+    total = 0.0
+    for f in frames:
+        pred = client.matte(model, np.rint(shot.image[f - 1] * 255).astype(np.uint8), background=plate, timeout=120)
+        tri = np.full(pred.shape, 128, np.uint8)  # whole frame: the subject moves
+        total += metrics.evaluate(pred.astype(np.float32), shot.alpha[f - 1], tri)["sad"]
+    return total / len(frames)
+
+
+def test_finetune_bgm_improves_the_shot_and_is_served_without_restart(tmp_path, monkeypatch, make_server):
+    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path / "weights")
+    # a base model: a short run on procedural composites, installed where the registry looks
+    torch.manual_seed(0)
+    net = Registry().model("bgm").build()
+    cfg = TrainConfig(model="bgm", out=str(tmp_path / "base"), steps=30, batch=4, val_every=30, save_every=30,
+                      val_items=1)
+    Trainer(cfg, net, recipe("bgm"), composites(8, 96), None).run()
+    from training.checkpoint import save_weights
+
+    save_weights(str(tmp_path / "weights" / "bgm.safetensors"), net)
+
+    running = make_server()  # started before the fine-tuned model exists
+    shot, pat = _shot(tmp_path / "shot")
+    others = [6, 7, 8]
+    with Client(running.address) as c:
+        assert "bgm-shot" not in [m.name for m in c.models()]
+        before = _sad(c, "bgm", shot, others)
+        card = finetune(FinetuneConfig(base="bgm", name="bgm-shot", input=pat["input"], mattes=pat["mattes"],
+                                       background=pat["background"], train_frames=[1, 2, 3], held_frames=[4, 5],
+                                       steps=60, batch=4, crop=96, check_every=15, out=str(tmp_path / "ft")))
+        listed = {m.name: m for m in c.models()}
+        assert "bgm-shot" in listed and listed["bgm-shot"].weights_ready
+        after = _sad(c, "bgm-shot", shot, others)
+    assert card["held_sad_after"] < card["held_sad_before"]
+    assert after < 0.9 * before, (before, after)

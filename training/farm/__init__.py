@@ -1,0 +1,1 @@
+"""Mattebox on a render farm: Open Job Description job templates (what AWS Deadline Cloud runs)."""
