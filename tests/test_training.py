@@ -136,3 +136,17 @@ def test_finetune_bgm_improves_the_shot_and_is_served_without_restart(tmp_path, 
         after = _sad(c, "bgm-shot", shot, others)
     assert card["held_sad_after"] < card["held_sad_before"]
     assert after < 0.9 * before, (before, after)
+
+
+def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "plugin.cli.main", "train",
+                        "--model", "msia", "--steps", "4", "--batch", "4", "--crop", "64", "--val-every", "4",
+                        "--out", str(tmp_path), "--progress", "json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = json.loads((tmp_path / "msia.json").read_text())
+    assert card["processes"] == 2
+    digests = card["weights_sha256_per_process"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    steps = [json.loads(line)["step"] for line in r.stdout.splitlines() if '"event": "step"' in line]
+    assert steps == [1, 2, 3, 4]  # rank 0 reports, once per step

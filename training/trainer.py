@@ -11,6 +11,7 @@ gradients with DistributedDataParallel (gloo on CPU, nccl on GPU); rank 0 writes
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -143,11 +144,22 @@ class Trainer:
                 self.save(step + 1)
             if stop:
                 break
+        digests = [self.digest()]
         if self.world > 1:  # batch-norm statistics: every process keeps rank 0's
             for buf in self.net.buffers():
                 dist.broadcast(buf, 0)
-        return {"steps": self.cfg.steps, "loss": self.history["loss"][-1][1] if self.history["loss"] else None,
+            digests = [None] * self.world
+            dist.all_gather_object(digests, self.digest())
+        return {"steps": self.cfg.steps, "digests": digests, "loss": self.history["loss"][-1][1] if self.history["loss"] else None,
                 "metrics": self.history["metrics"][-1] if self.history["metrics"] else None}
+
+    def digest(self) -> str:
+        """SHA-256 of the network's weights: the same in every process of a data-parallel run."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.net.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     @torch.no_grad()
     def validate(self, step: int) -> dict:

@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
             card = {"model": args.model, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
                     "hardware": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                     "data": args.data or "procedural (training.synthetic)", "validation": summary["metrics"],
-                    "processes": dist.get_world_size() if dist.is_initialized() else 1}
+                    "processes": dist.get_world_size() if dist.is_initialized() else 1,
+                    "weights_sha256_per_process": summary["digests"]}
             checkpoint.save_weights(weights, net, card)
             with open(os.path.splitext(weights)[0] + ".json", "w") as f:
                 json.dump(card, f, indent=2)
