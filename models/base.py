@@ -6,6 +6,7 @@ called lazily by the registry on first use.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 from models import colour, pixels
 
 IMAGE, TRIMAP, BACKGROUND = "image", "trimap", "background"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: trained weights; MATTEBOX_WEIGHTS points a studio at a shared folder (fine-tuned models appear there)
+WEIGHTS_DIR = Path(os.environ.get("MATTEBOX_WEIGHTS") or Path(__file__).resolve().parent / "weights")
 
 
 @dataclass(frozen=True)

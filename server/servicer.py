@@ -13,7 +13,7 @@ import numpy as np
 from models.base import BACKGROUND, IMAGE, TRIMAP, Sample
 from models.colour import SCENE_LINEAR, SRGB, check_space
 from models.registry import Registry, UnknownModel
-from server import frames, jobs
+from server import finetune, frames, jobs
 from server.api import codec, pb, rpc
 from server.auth import is_loopback
 from server.frames import Inputs, RequestError
@@ -219,6 +219,12 @@ class Matting(rpc.MattingServicer):
         except RequestError as err:
             context.abort(err.code, err.message)
         yield from job.events()
+
+    def Finetune(self, request, context):
+        try:
+            yield from finetune.events(request, self.roots, context)
+        except RequestError as err:
+            context.abort(err.code, err.message)
 
     def CancelJob(self, request, context):
         return pb.CancelJobResponse(found=self.jobs.cancel(request.job_id))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import grpc
 import numpy as np
 import pytest
 import torch
@@ -150,3 +151,31 @@ def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1]
     steps = [json.loads(line)["step"] for line in r.stdout.splitlines() if '"event": "step"' in line]
     assert steps == [1, 2, 3, 4]  # rank 0 reports, once per step
+
+
+def test_finetune_as_a_server_side_job_streams_progress(tmp_path, monkeypatch, make_server):
+    """A host starts the fine-tune on the server and stays free; progress streams back; the model is
+    served at the end; a path outside the allowed roots is refused."""
+    from safetensors.torch import save_file
+
+    from server.api import pb
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(models.base, "WEIGHTS_DIR", weights)
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights))  # the server's child process sees the same folder
+    torch.manual_seed(0)
+    save_file(Registry().model("bgm").build().state_dict(), str(weights / "bgm.safetensors"))
+    shot, pat = _shot(tmp_path / "shot", frames=4)
+    running = make_server(allow_roots=[str(tmp_path / "shot")])
+    req = pb.FinetuneRequest(base="bgm", name="bgm-remote", input=pat["input"], mattes=pat["mattes"],
+                             background=pat["background"], train_frames=[1, 2], held_frames=[3], steps=6)
+    with Client(running.address) as c:
+        kinds = [ev.WhichOneof("event") for ev in c.finetune(req, timeout=600)]
+        assert kinds.count("step") == 6 and kinds[-1] == "done", kinds
+        assert "bgm-remote" in [m.name for m in c.models()]
+        outside = pb.FinetuneRequest(base="bgm", name="x", input="/etc/src.####.exr", mattes=pat["mattes"],
+                                     train_frames=[1])
+        with pytest.raises(grpc.RpcError) as err:
+            list(c.finetune(outside, timeout=60))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

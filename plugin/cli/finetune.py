@@ -10,6 +10,7 @@ import grpc
 from models import sequence
 from plugin.cli.train import reporter
 from plugin.client.connection import Client
+from training.trainer import StepReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-weights", default="", help="start from these weights instead of the base model's")
     p.add_argument("--out", default="", help="run folder (default runs/<name>)")
     p.add_argument("--server", default="", help="check that this server now lists the new model")
+    p.add_argument("--remote", action="store_true", help="run the fine-tune on --server as a server-side job "
+                                                          "(the shot must be on storage the server can read)")
     p.add_argument("--token", default="")
     p.add_argument("--progress", choices=("text", "json", "openjd"), default="text")
 
@@ -45,8 +48,43 @@ def held_frames(args: argparse.Namespace, train: list[int]) -> list[int]:
     return [f for f in found if f not in train]
 
 
+def run_remote(args: argparse.Namespace, train: list[int]) -> int:
+    """Fine-tune on the server, relaying its progress; the new model is served when it ends."""
+    from server.api import pb
+
+    req = pb.FinetuneRequest(base=args.model, name=args.name, input=args.input, mattes=args.mattes,
+                             train_frames=train, held_frames=held_frames(args, train), background=args.background,
+                             steps=args.steps, colour_space=args.colour_space)
+    on_step, on_validate = reporter(args.progress, 0)
+    with Client(args.server, token=args.token) as c:
+        try:
+            for ev in c.finetune(req):
+                kind = ev.WhichOneof("event")
+                if kind == "step":
+                    s = ev.step
+                    on_step(StepReport(s.step, s.total, s.loss, {}, 0.0))
+                elif kind == "validation":
+                    on_validate(ev.validation.step, {"sad": ev.validation.sad, "mse": ev.validation.mse})
+                elif kind == "done":
+                    print(f"\nmattebox finetune: {args.server} serves {ev.done.name}; held-back SAD "
+                          f"{ev.done.held_sad_before:.3f} -> {ev.done.held_sad_after:.3f}", file=sys.stderr)
+                    return 0
+                else:
+                    print(f"\nmattebox finetune: {ev.error}", file=sys.stderr)
+                    return 1
+        except grpc.RpcError as err:
+            print(f"\nmattebox finetune: {err.code().name}: {err.details()}", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     from training.finetune import FinetuneConfig, finetune
+
+    if args.remote:
+        if not args.server:
+            print("mattebox finetune: --remote needs --server HOST:PORT", file=sys.stderr)
+            return 2
+        return run_remote(args, [int(f) for f in args.train_frames.split(",")])
 
     try:
         train = [int(f) for f in args.train_frames.split(",")]

@@ -16,6 +16,7 @@ COMMANDS = {
     "eval": ("evaluate", "SAD / MSE / Gradient / Connectivity of mattes against ground truth"),
     "demo": ("demo", "generate a synthetic shot, matte it through a server, write a contact sheet"),
     "bench": ("bench", "benchmarks that print figures"),
+    "export": ("export", "export a model's network to TorchScript or ONNX"),
     "farm": ("farm", "write Open Job Description farm job templates"),
 }
 

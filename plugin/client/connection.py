@@ -151,6 +151,10 @@ class Client:
         """Start a path-mode job; iterate the returned call for events. `call.cancel()` stops it."""
         return self.stub.RunJob(request, timeout=timeout, metadata=self.metadata)
 
+    def finetune(self, request: pb.FinetuneRequest, timeout: float | None = None) -> Iterator[pb.FinetuneEvent]:
+        """Fine-tune on the server; iterate the returned call for progress. `call.cancel()` stops it."""
+        return self.stub.Finetune(request, timeout=timeout, metadata=self.metadata)
+
     def cancel_job(self, job_id: str) -> bool:
         return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=10, metadata=self.metadata).found
 
