@@ -22,12 +22,14 @@ Height, width and batch are dynamic axes in both.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -65,11 +67,12 @@ class Exported:
 
 def network_model(name: str) -> NetworkModel:
     """The registry's model `name`. Raises UnknownModel, or ExportError for a model without a network."""
-    model = Registry().model(name)
+    registry = Registry()
+    model = registry.model(name)
     if not isinstance(model, NetworkModel):
+        deep = [n for n in registry.names() if isinstance(registry.model(n), NetworkModel)]
         raise ExportError(f"model {name!r} has no network to export: it is computed in Python on the CPU "
-                          "(classical solver or utility); export a deep model (dcnn, bgm, bgm_excite, msia, "
-                          "lightweight)")
+                          f"(a classical solver or a utility); models with a network: {', '.join(deep)}")
     return model
 
 
@@ -99,7 +102,7 @@ def trained_network(model: NetworkModel, weights: str = "") -> nn.Module:
     try:
         net.load_state_dict(load_file(str(path)))
     except (RuntimeError, OSError) as err:
-        raise ExportError(f"{path} does not hold {model.name!r}'s network: {str(err).splitlines()[0]}") from err
+        raise ExportError(f"{path} does not hold weights for {model.name!r}: {' '.join(str(err).split())[:300]}") from err
     return net.eval()
 
 
@@ -151,9 +154,10 @@ def to_onnx(model: NetworkModel, net: nn.Module, out: str) -> tuple[str, Callabl
     failed = []
     for exporter, options in exporters.items():
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), muted_stdout():
                 warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
                                         DeprecationWarning)
+                warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
                 torch.onnx.export(net, (x,), out, input_names=["x"], output_names=["alpha"], **options)
             break
         except Exception as err:  # each exporter has its own error types; the next one may manage
@@ -166,6 +170,22 @@ def to_onnx(model: NetworkModel, net: nn.Module, out: str) -> tuple[str, Callabl
         return session.run(None, {session.get_inputs()[0].name: x})[0]
 
     return exporter, run
+
+
+@contextlib.contextmanager
+def muted_stdout() -> Iterator[None]:
+    """File descriptor 1 to the null device: where the TorchScript-based exporter fails, its C++ side
+    prints the whole graph (hundreds of lines) to stdout, which would bury the message and break --json."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def last_line(err: Exception) -> str:
