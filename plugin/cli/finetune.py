@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mattes", required=True, help="ground-truth matte pattern (roto or key renders)")
     p.add_argument("--train-frames", required=True, help="frames to train on, e.g. 4,12,20")
     p.add_argument("--held-frames", default="", help="frames with mattes held back for early stopping "
-                                                     "(default: other frames of --frames with a matte on disk)")
+                                                     "(default: two other frames of --frames with a matte on disk)")
     p.add_argument("--background", default="", help="clean plate (still or pattern), for plate models")
     p.add_argument("--frames", default="", help="the shot's range A-B, where held-back mattes are looked for")
     p.add_argument("--name", required=True, help="name of the new model")
@@ -45,7 +45,8 @@ def held_frames(args: argparse.Namespace, train: list[int]) -> list[int]:
     if args.frames:
         first, last = sequence.parse_range(args.frames)
         found = [f for f in found if first <= f <= last]
-    return [f for f in found if f not in train]
+    others = [f for f in found if f not in train]
+    return sorted({others[0], others[-1]}) if others else []  # the first and last: both ends of the shot
 
 
 def run_remote(args: argparse.Namespace, train: list[int]) -> int:
