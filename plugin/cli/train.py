@@ -62,6 +62,10 @@ def datasets(args: argparse.Namespace):
         train_bg, val_bg = SyntheticBackgrounds(32, seed=args.seed), SyntheticBackgrounds(4, seed=args.seed + 1000)
     train = CompositeDataset(train_fg, train_bg, size=args.crop, seed=args.seed)
     val = CompositeDataset(val_fg, val_bg, size=args.crop, length=8, seed=args.seed + 1)
+    if args.model == "dcnn":  # seed 004 trains on class-balanced 27x27 patches of solved composites
+        from training.data.patches import DCNNPatches
+
+        train = DCNNPatches(train, n_images=min(len(train), 16), seed=args.seed)
     return train, val
 
 
