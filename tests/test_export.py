@@ -61,7 +61,7 @@ def test_text_report_names_the_file_the_channels_and_the_parity(tmp_path, capsys
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="ONNX export needs onnx, onnxruntime and onnxscript")
-@pytest.mark.parametrize("name, exporter", [("dcnn", "TorchScript-based"), ("msia", "TorchScript-based"),
+@pytest.mark.parametrize("name, exporter", [("dcnn", "TorchScript-based"), ("msia", "torch.onnx"),
                                             ("bgm_excite", "torch.export-based")])
 def test_onnx_export_runs_in_onnxruntime_at_any_size(name, exporter, tmp_path, capsys):
     import onnxruntime
