@@ -221,3 +221,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    """An empty weights folder the registry and every model read from for this test."""
+    import models.base
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(models.base, "WEIGHTS_DIR", folder)
+    return folder

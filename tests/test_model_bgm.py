@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-import models.base
 from models.base import Sample
 from models.bgm.generator import FULL, BGMConfig
 from models.bgm.model import BGM, BGMExcite
@@ -136,12 +135,6 @@ def test_full_size_is_the_published_one():
         full = sum(p.numel() for p in BGMNet(FULL).parameters())
     # the published 17.9 M includes the unused motion-cue encoder and its branch (0.43 M)
     assert full == pytest.approx(17.9e6, rel=0.03)
-
-
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
-    return tmp_path
 
 
 def loaded(cls, weights_dir):

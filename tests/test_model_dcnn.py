@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import models.base
 from models.base import Sample
 from models.dcnn.model import DCNN
 from models.dcnn.network import DCNNConfig, DCNNNet
@@ -126,11 +125,10 @@ def test_overfits_one_frame(packed):
     assert losses[-1] < losses[0] / 3, losses
 
 
-def test_runs_with_saved_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
+def test_runs_with_saved_weights(weights_dir):
     model = DCNN()
     assert not model.weights_ready()
-    save_file(_net().state_dict(), str(tmp_path / "dcnn.safetensors"))
+    save_file(_net().state_dict(), str(weights_dir / "dcnn.safetensors"))
     assert model.weights_ready()
     model.load("cpu")
 

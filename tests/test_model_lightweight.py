@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models.base
 from models.base import IMAGE, Sample
 from models.lightweight import Lightweight, LightweightNet
 from models.lightweight.attention import group, ungroup
@@ -125,17 +124,15 @@ def test_overfits_one_composite():
     assert losses[-1] < losses[0] / 3, losses
 
 
-def test_runs_through_the_model_contract(tmp_path, monkeypatch):
+def test_runs_through_the_model_contract(weights_dir):
     from safetensors.torch import save_file
-
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
     registry = Registry({"lightweight": "models.lightweight.model:Lightweight"})
     assert not registry.info("lightweight").weights
     with pytest.raises(FileNotFoundError):
         registry.get("lightweight")
 
     model = registry.model("lightweight")
-    save_file(model.build().state_dict(), str(tmp_path / model.weights))
+    save_file(model.build().state_dict(), str(weights_dir / model.weights))
     model = registry.get("lightweight")
     image = (np.random.default_rng(0).random((37, 53, 3)) * 255).astype(np.uint8)
     (alpha,) = model.run([model.prepare(Sample(image=image))])

@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import models.base
 from models.base import Sample
 from models.msia.assembly import InformationAssembly
 from models.msia.config import PRESETS
@@ -132,11 +131,10 @@ def test_overfits_one_composite():
     assert losses[-1] < losses[0] / 4, losses
 
 
-def test_runs_as_a_registry_model_with_saved_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
+def test_runs_as_a_registry_model_with_saved_weights(weights_dir):
     model = MSIA()
     assert not model.weights_ready()
-    save_file(model.build().state_dict(), str(tmp_path / "msia.safetensors"))
+    save_file(model.build().state_dict(), str(weights_dir / "msia.safetensors"))
     assert model.weights_ready()
     model.load("cpu")
     image = (np.random.default_rng(0).random((37, 53, 3)) * 255).astype(np.uint8)

@@ -6,7 +6,6 @@ import grpc
 import numpy as np
 import pytest
 
-import models.base
 from models.catalogue import MODELS
 from models.network import NetworkModel
 from models.registry import Registry
@@ -31,9 +30,8 @@ def test_networks_report_parameters_and_flops(name):
 
 
 @pytest.mark.parametrize("name", NETWORKS)
-def test_untrained_network_is_refused_with_how_to_train(name, monkeypatch, tmp_path, make_server, shot, trimap,
+def test_untrained_network_is_refused_with_how_to_train(name, weights_dir, make_server, shot, trimap,
                                                         expect_status):
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)  # no weights there
     running = make_server(registry=Registry())
     image = np.rint(shot.image[0] * 255).astype(np.uint8)
     plate = np.rint(shot.plate * 255).astype(np.uint8)
@@ -47,7 +45,7 @@ def test_untrained_network_is_refused_with_how_to_train(name, monkeypatch, tmp_p
         assert c.matte("difference", image, background=plate, timeout=60).shape == image.shape[:2]
 
 
-def test_steps_option_reaches_the_recursive_model(monkeypatch, tmp_path, make_server, shot):
+def test_steps_option_reaches_the_recursive_model(weights_dir, make_server, shot):
     """MatteOptions.steps (and `mattebox matte --steps`) sets bgm_excite's recursive passes."""
     from safetensors.torch import save_file
 
@@ -56,8 +54,7 @@ def test_steps_option_reaches_the_recursive_model(monkeypatch, tmp_path, make_se
     from models.bgm.model import BGMExcite
     from server.api import pb
 
-    save_file(BGMExcite().build().state_dict(), str(tmp_path / "bgm_excite.safetensors"))
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
+    save_file(BGMExcite().build().state_dict(), str(weights_dir / "bgm_excite.safetensors"))
     local = Registry().get("bgm_excite")
     image = np.rint(shot.image[0] * 255).astype(np.uint8)
     plate = np.rint(shot.plate * 255).astype(np.uint8)

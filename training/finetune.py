@@ -92,10 +92,9 @@ def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
     train = ShotDataset(shot, cfg.train_frames, size=cfg.crop, length=max(cfg.batch * 8, 32), seed=cfg.seed)
     held = HeldBack(shot, cfg.held_frames or cfg.train_frames[-1:])
     out = os.path.abspath(cfg.out or os.path.join("runs", cfg.name))
-    best = {"sad": float("inf"), "state": None, "step": 0, "history": []}
+    best = {"sad": float("inf"), "state": None, "step": 0}
 
     def validated(step: int, m: dict) -> bool:
-        best["history"].append({"step": step, **m})
         if m["sad"] < best["sad"]:
             best.update(sad=m["sad"], step=step, state={k: v.clone() for k, v in net.state_dict().items()})
         if on_validate:
@@ -107,10 +106,10 @@ def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
                        val_every=cfg.check_every, save_every=cfg.check_every, val_items=len(held))
     trainer = Trainer(tcfg, net, recipe(cfg.base), train, held, on_step, None)
     before = trainer.validate(0)
-    trainer.on_validate = lambda step, m: None
     trainer.should_stop = validated
     trainer.run()
-    net.load_state_dict(best["state"] or net.state_dict())
+    if best["state"] is not None:  # the best held-back score, not merely the last step
+        net.load_state_dict(best["state"])
     card = {"base": cfg.base, "description": f"{cfg.base} fine-tuned on {os.path.basename(cfg.input)} "
                                               f"(frames {','.join(map(str, cfg.train_frames))})",
             "shot": cfg.input, "train_frames": cfg.train_frames, "held_frames": cfg.held_frames,

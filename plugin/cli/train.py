@@ -19,10 +19,10 @@ TRAINABLE = ("bgm", "bgm_excite", "dcnn", "lightweight", "msia")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=TRAINABLE)
-    p.add_argument("--data", action="append", default=[], metavar="DIR",
-                   help="foregrounds: folder(s) with input/ and gt/ images (alphamatting layout); "
+    p.add_argument("--data", default="", metavar="DIR",
+                   help="foregrounds: a folder with input/ and gt/ images (alphamatting layout); "
                         "default: procedural subjects")
-    p.add_argument("--backgrounds", action="append", default=[], metavar="DIR",
+    p.add_argument("--backgrounds", default="", metavar="DIR",
                    help="background photos (every .png/.jpg below DIR); default: procedural")
     p.add_argument("--val-names", default="", help="comma-separated --data image names held out for "
                                                       "validation (default: the last 4)")
@@ -48,16 +48,14 @@ def datasets(args: argparse.Namespace):
                                        SyntheticForegrounds)
 
     if args.data:
-        names = sorted(os.path.splitext(f)[0] for d in args.data for f in os.listdir(os.path.join(d, "input")))
+        names = PhotoForegrounds(args.data).names
         val = args.val_names.split(",") if args.val_names else names[-4:]
-        train_fg = [PhotoForegrounds(d, [n for n in names if n not in val]) for d in args.data]
-        val_fg = [PhotoForegrounds(d, val) for d in args.data]
-        train_fg, val_fg = train_fg[0], val_fg[0]  # one folder: the alphamatting layout
+        train_fg = PhotoForegrounds(args.data, [n for n in names if n not in val])
+        val_fg = PhotoForegrounds(args.data, val)
     else:
         train_fg, val_fg = SyntheticForegrounds(16, seed=args.seed), SyntheticForegrounds(4, seed=args.seed + 1000)
     if args.backgrounds:
-        bgs = PhotoBackgrounds(args.backgrounds[0])
-        train_bg = val_bg = bgs
+        train_bg = val_bg = PhotoBackgrounds(args.backgrounds)
     else:
         train_bg, val_bg = SyntheticBackgrounds(32, seed=args.seed), SyntheticBackgrounds(4, seed=args.seed + 1000)
     train = CompositeDataset(train_fg, train_bg, size=args.crop, seed=args.seed)
