@@ -4,6 +4,8 @@
     python3 install.py            environment, dependencies, generated gRPC code, self-check
     python3 install.py --demo     ... then run the demo (the main job on a generated shot)
     python3 install.py --test     ... then run the test suite
+    python3 install.py --blender  ... and install the Blender extension into a Blender found here
+    python3 install.py --nuke     ... and add the Nuke plugin to ~/.nuke (done anyway when ~/.nuke exists)
 
 Steps, each skipped when already done:
 1. a virtual environment in .venv (Python 3.11 or newer);
@@ -12,7 +14,9 @@ Steps, each skipped when already done:
 4. the Python gRPC code generated from server/api/mattebox.proto with grpcio-tools (regenerated on
    every run, never committed, so it always matches the .proto);
 5. a self-check: the generated code imports, the model registry lists every model, and a server
-   starts and answers a health check and ListModels over loopback gRPC.
+   starts and answers a health check and ListModels over loopback gRPC;
+6. the host plugins' settings (plugin/host/config.py: this checkout's `mattebox` command; the server
+   address and auto-start of an existing file are kept), then the Nuke and Blender plugins on request.
 """
 from __future__ import annotations
 
@@ -109,11 +113,26 @@ print("install: self-check passed: server answers on loopback; models: " + ", ".
 """
 
 
+def write_host_config(mattebox: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from plugin.host import config
+
+    try:
+        cfg = config.load()
+    except config.ConfigError as err:
+        say(f"replacing unreadable settings: {err}")
+        cfg = config.Config()
+    cfg.client = mattebox
+    say(f"host plugin settings: {config.save(cfg)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Set up Mattebox (idempotent).")
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--demo", action="store_true", help="run the demo after setting up")
     what.add_argument("--test", action="store_true", help="run the test suite after setting up")
+    ap.add_argument("--blender", action="store_true", help="install the Blender extension (or say where its zip is)")
+    ap.add_argument("--nuke", action="store_true", help="add the Nuke plugin to ~/.nuke (default when ~/.nuke exists)")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --test (after --)")
     args = ap.parse_args()
     make_venv()
@@ -122,6 +141,11 @@ def main() -> int:
     generate_grpc()
     run(venv_python(), "-c", SELF_CHECK)
     mattebox = str(Path(venv_python()).with_name("mattebox"))
+    write_host_config(mattebox)
+    if args.nuke or (Path.home() / ".nuke").is_dir():
+        run(mattebox, "plugin", "nuke", "--install")
+    if args.blender:
+        run(mattebox, "plugin", "blender", "--install")
     if args.demo:
         return subprocess.run([mattebox, "demo"], cwd=ROOT).returncode
     if args.test:

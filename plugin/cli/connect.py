@@ -12,6 +12,8 @@ import tempfile
 import time
 from typing import Iterator
 
+import grpc
+
 from plugin.client.connection import Client
 
 
@@ -57,3 +59,11 @@ def client(args: argparse.Namespace) -> Iterator[Client]:
         address = args.server or stack.enter_context(spawn_server())
         c = stack.enter_context(Client(address, token=args.token, tls_ca=args.tls_ca))
         yield c
+
+
+def explain(err: grpc.RpcError, server: str) -> str:
+    """A failed call as one line that says what went wrong and what to do (host plugins show it as is)."""
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return (f"UNAVAILABLE: no Mattebox server answers at {server or 'the private server'}: start one with "
+                f"`mattebox serve` (or let the plugin start a local server) and check the server address")
+    return f"{err.code().name}: {err.details()}"

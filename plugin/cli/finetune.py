@@ -8,6 +8,7 @@ import sys
 import grpc
 
 from models import sequence
+from plugin.cli.connect import explain
 from plugin.cli.train import reporter
 from plugin.client.connection import Client
 from training.trainer import StepReport
@@ -67,15 +68,25 @@ def run_remote(args: argparse.Namespace, train: list[int]) -> int:
                 elif kind == "validation":
                     on_validate(ev.validation.step, {"sad": ev.validation.sad, "mse": ev.validation.mse})
                 elif kind == "done":
-                    print(f"\nmattebox finetune: {args.server} serves {ev.done.name}; held-back SAD "
-                          f"{ev.done.held_sad_before:.3f} -> {ev.done.held_sad_after:.3f}", file=sys.stderr)
-                    return 0
+                    d = ev.done
+                    return _finish(args.progress, {"event": "done", "name": d.name, "held_sad_before": d.held_sad_before,
+                                                   "held_sad_after": d.held_sad_after},
+                                   f"{args.server} serves {d.name}; held-back SAD {d.held_sad_before:.3f} -> "
+                                   f"{d.held_sad_after:.3f}")
                 else:
-                    print(f"\nmattebox finetune: {ev.error}", file=sys.stderr)
-                    return 1
+                    return _finish(args.progress, {"event": "error", "message": ev.error}, ev.error)
         except grpc.RpcError as err:
-            print(f"\nmattebox finetune: {err.code().name}: {err.details()}", file=sys.stderr)
+            return _finish(args.progress, {"event": "error", "message": explain(err, args.server)},
+                           explain(err, args.server))
     return 1
+
+
+def _finish(mode: str, event: dict, text: str) -> int:
+    """Report how a remote fine-tune ended (a JSON line in json mode, always text on stderr); its exit code."""
+    if mode == "json":
+        print(json.dumps(event), flush=True)
+    print(f"\nmattebox finetune: {text}", file=sys.stderr)
+    return 0 if event["event"] == "done" else 1
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from plugin.cli.connect import add_server_arguments
+import grpc
+
+from plugin.cli.connect import add_server_arguments, explain
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +31,11 @@ def rows(args: argparse.Namespace) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    models = rows(args)
+    try:
+        models = rows(args)
+    except grpc.RpcError as err:
+        print(f"mattebox models: {explain(err, args.server)}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(models))
         return 0

@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": ("bench", "benchmarks that print figures"),
     "export": ("export", "export a model's network to TorchScript or ONNX"),
     "farm": ("farm", "write Open Job Description farm job templates"),
+    "plugin": ("plugin", "build and install the Blender and Nuke plugins"),
 }
 
 

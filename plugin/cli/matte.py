@@ -15,7 +15,7 @@ import uuid
 import grpc
 
 from models import images, sequence
-from plugin.cli.connect import add_server_arguments, client
+from plugin.cli.connect import add_server_arguments, client, explain
 from plugin.cli.progress import Progress, follow_job
 from server.api import pb
 from server.auth import is_loopback
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 return _path_mode(c, args, first, last, options, progress)
             return _frames_here(c, args, first, last, options, transport, progress)
     except grpc.RpcError as err:
-        progress.error(None, f"{err.code().name}: {err.details()}")
+        progress.error(None, explain(err, args.server))
     except (ValueError, OSError, RuntimeError) as err:
         progress.error(None, str(err))
     return 1
