@@ -1,0 +1,50 @@
+"""Which alpha frames are up to date: a key per frame (a hash of what its inputs depend on and of the
+matting settings), kept in mattebox-cache.json beside the alpha frames.
+
+A frame is redone when its alpha file is missing or its key changed, so a shot resumes after a
+crash or a cancel and a changed setting or input redoes exactly the frames it touches. A key is
+recorded only after the server reported the frame written (alpha files are written atomically).
+"""
+import hashlib
+import json
+import os
+
+from models import sequence
+from plugin.nuke.node import ALPHA_FILE
+
+MANIFEST = "mattebox-cache.json"
+
+
+def key(settings, inputs):
+    """The key of one frame: `settings` (model, steps, ...) and `inputs` (input name -> description)."""
+    text = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Manifest:
+    """The recorded keys of a cache folder's alpha frames."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, MANIFEST)
+        try:
+            with open(self.path) as f:
+                self.keys = json.load(f)
+        except (OSError, ValueError):
+            self.keys = {}  # none yet, or unreadable: every frame is redone
+
+    def alpha(self, frame):
+        return sequence.frame_path(os.path.join(self.folder, ALPHA_FILE), frame)
+
+    def stale(self, keys):
+        """Frames of `keys` (frame -> key) whose alpha is missing or was made from other inputs/settings."""
+        return [f for f, k in sorted(keys.items()) if self.keys.get(str(f)) != k or not os.path.isfile(self.alpha(f))]
+
+    def record(self, frame, key_):
+        """Remember that `frame`'s alpha on disk was made with `key_` (written atomically)."""
+        self.keys[str(frame)] = key_
+        os.makedirs(self.folder, exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.keys, f, indent=0, sort_keys=True)
+        os.replace(tmp, self.path)

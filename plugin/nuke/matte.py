@@ -1,0 +1,118 @@
+"""The Matte button: matte the node's frames that are missing or out of date, as a background job.
+
+On the main thread the node is read into a plan (inputs as file patterns, a cache key per frame).
+The job's thread then makes sure a server answers, refuses a model whose required input is not
+connected, renders the inputs that are not plain Reads (back on the main thread), runs
+`mattebox matte` in path mode for each contiguous run of stale frames, records each finished frame,
+and finally points the node's internal Read at the alpha frames.
+"""
+import os
+
+from plugin.nuke import cache, catalog, job, localserver, pixels
+from plugin.nuke import node as mnode
+
+
+class Plan:
+    """What one Matte press will do, read from the node on the main thread."""
+
+    def __init__(self, node):
+        self.node_name = node.fullName()
+        self.cfg = mnode.config_for(node)
+        self.model = node["model"].value()
+        if not self.model or self.model == mnode.NO_MODELS:
+            raise job.Refused("pick a model first (press Refresh models to list the server's models)")
+        if node.input(mnode.SOURCE) is None:
+            raise job.Refused("connect the Source input (the shot to matte)")
+        self.first, self.last = mnode.frame_range(node)
+        self.folder = mnode.cache_dir(node)
+        self.feeds = pixels.feeds(node, self.folder, ("Source", "Plate", "Trimap"))
+        self.settings = {"model": self.model, "steps": int(node["steps"].value()),
+                         "colour_space": node["colour_space"].value().strip()}
+        self.keys = {f: cache.key(self.settings, {n: feed.describe(f) for n, feed in self.feeds.items()})
+                     for f in range(self.first, self.last + 1)}
+
+    def args(self, first, last):
+        """`mattebox matte` arguments for frames first-last."""
+        out = ["matte", "--model", self.model, "--input", self.feeds["Source"].pattern,
+               "--output", os.path.join(self.folder, mnode.ALPHA_FILE), "--frames", "%d-%d" % (first, last),
+               "--transport", "path"]
+        for name, flag in (("Plate", "--background"), ("Trimap", "--trimap")):
+            if name in self.feeds:
+                out += [flag, self.feeds[name].pattern]
+        if self.settings["steps"]:
+            out += ["--steps", str(self.settings["steps"])]
+        if self.settings["colour_space"]:
+            out += ["--colour-space", self.settings["colour_space"]]
+        return out
+
+
+class MatteTask(job.Task):
+    kind = "matte"
+
+    def __init__(self, plan):
+        job.Task.__init__(self, plan.node_name, plan.cfg)
+        self.plan = plan
+        self.shown = False
+
+    def work(self):
+        plan = self.plan
+        localserver.ensure(self.cfg)
+        model = catalog.find(self.cfg, plan.model)
+        connected = [i for i, index in mnode.MODEL_INPUTS.items() if mnode.INPUTS[index] in plan.feeds]
+        missing = catalog.missing_inputs(model, connected)
+        if missing:
+            raise job.Refused("%s needs the %s input: connect it, or pick a model that does not need it"
+                              % (plan.model, " and ".join(mnode.input_label(i) for i in missing)))
+        manifest = cache.Manifest(plan.folder)
+        todo = manifest.stale(plan.keys)
+        total = len(plan.keys)
+        if not todo:
+            self.shown = True
+            return "all %d frames are up to date (%s)" % (total, plan.model)
+        self.report(0, "rendering inputs" if any(f.render for f in plan.feeds.values()) else "starting")
+        error = self.on_main(pixels.render_all, plan.node_name, plan.feeds, todo)
+        if error:
+            raise job.Refused(error)
+        done, errors = 0, []
+
+        def on_event(event):
+            nonlocal done
+            if event["event"] == "frame":
+                manifest.record(event["frame"], plan.keys[event["frame"]])
+                done += 1
+                self.report(100.0 * done / len(todo), "frame %d done (%d of %d)" % (event["frame"], done, len(todo)))
+            elif event["event"] == "error":
+                errors.append(event["message"] if event.get("frame") is None
+                              else "frame %s: %s" % (event["frame"], event["message"]))
+
+        for first, last in pixels.runs(todo):
+            ran = self.follow(plan.args(first, last), on_event)
+            if self.cancelled:
+                break
+            if ran.returncode not in (0, 1) and not errors:
+                errors.append(ran.failure())
+        self.shown = True
+        kept = total - len(todo) + done
+        if self.cancelled:
+            return "cancelled: %d of %d frames done and kept; press Matte to do the rest" % (kept, total)
+        if errors:
+            self.failed = True
+            return ("%d of %d frames done; %d failed (%s): fix that and press Matte to redo only the missing frames"
+                    % (kept, total, len(todo) - done, errors[0]))
+        return "%d frames matted with %s (%d were up to date)" % (done, plan.model, total - len(todo))
+
+    def done(self, node):
+        if self.shown:
+            mnode.show_alpha(node, self.plan.folder, self.plan.first, self.plan.last)
+
+
+def start(node):
+    """Main thread: plan and start the node's Matte job (a refusal goes to the status knob)."""
+    try:
+        task = MatteTask(Plan(node))
+        task.start()
+    except (job.Refused, ValueError, OSError) as err:
+        mnode.set_status(node, str(err))
+        return None
+    mnode.set_status(node, "starting")
+    return task
