@@ -48,7 +48,8 @@ class Plan:
         self.first, self.last = mnode.frame_range(node)
         self.frames = gt_frames(node, self.first, self.last)
         self.feeds = pixels.feeds(node, mnode.cache_dir(node), ("Source", "Plate", "GT"))
-        self.name = node["finetune_name"].value().strip() or "%s_%s" % (self.base, node.name())
+        default = re.sub(r"[^a-z0-9_-]+", "_", ("%s_%s" % (self.base, node.name())).lower())[:64]
+        self.name = node["finetune_name"].value().strip() or default
         self.steps = int(node["finetune_steps"].value())
         self.colour_space = node["colour_space"].value().strip()
 

@@ -50,7 +50,7 @@ def _knobs(cfg):
     gt_frames.setTooltip("frames where the GT input has a finished matte, e.g. 1001,1010,1020; empty: the frames "
                          "of the GT Read's sequence on disk")
     ft_name = nuke.String_Knob("finetune_name", "new model name")
-    ft_name.setTooltip("name of the fine-tuned model; empty: <model>_<node name>")
+    ft_name.setTooltip("name of the fine-tuned model (lower-case letters, digits, - and _); empty: <model>_<node name>")
     ft_steps = nuke.Int_Knob("finetune_steps", "fine-tune steps")
     ft_steps.setValue(120)
     chunk = nuke.Int_Knob("farm_chunk", "frames per farm task")

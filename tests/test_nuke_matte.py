@@ -1,0 +1,267 @@
+"""The Nuke plugin end to end: the Nuke double's node graph -> the MatteboxMatte node -> the real `mattebox`
+client in a subprocess -> a real server (path mode) -> alpha EXRs on disk -> the node's internal Read,
+and the node's output is the Source with that alpha."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import images
+from plugin.host import config
+
+sys.path.insert(0, str(Path(__file__).parent / "nuke_double"))
+import harness  # noqa: E402  (puts the Nuke double first on sys.path)
+import nuke  # noqa: E402
+from shots import write_shot  # noqa: E402
+
+from plugin.nuke import actions, cache, catalog, job  # noqa: E402
+from plugin.nuke import finetune as mfinetune  # noqa: E402
+
+MATTEBOX = str(Path(sys.executable).with_name("mattebox"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory):
+    return write_shot(tmp_path_factory.mktemp("nuke_shot"))
+
+
+@pytest.fixture(scope="module")
+def listed(server):
+    """The server's models, fetched once for the module (a node made by _quiet_create lists them)."""
+    return catalog.fetch(config.Config(client=MATTEBOX, server=server.address))
+
+
+@pytest.fixture
+def comp(tmp_path, monkeypatch, server, listed):
+    """A saved script comp.nk in tmp_path, plugin settings pointing at the test server."""
+    monkeypatch.setenv("MATTEBOX_CONFIG", str(tmp_path / "client.json"))
+    config.save(config.Config(client=MATTEBOX, server=server.address, start_server=False))
+    harness.new_script(tmp_path / "comp.nk", 1, 4)
+    return tmp_path
+
+
+def read(path, first=1, last=4):
+    return nuke.nodes.Read(file=str(path), first=first, last=last)
+
+
+def matte_node(model, source, plate=None, trimap=None):
+    """A MatteboxMatte node listing the server's models, wired up, with `model` chosen."""
+    node = _quiet_create()
+    for index, upstream in ((0, source), (1, plate), (2, trimap)):
+        if upstream is not None:
+            node.setInput(index, upstream)
+    node["model"].setValue(model)
+    return node
+
+
+def _quiet_create():
+    """A node whose model list comes from the list already fetched (no server call)."""
+    from plugin.nuke import node as mnode
+
+    group = mnode.create()
+    mnode.set_models(group, catalog.cached(group["server"].value()))
+    return group
+
+
+def press(node, button):
+    """Press a button; returns the job it started (or None) after it ran to its end."""
+    node[button].execute()
+    task = job.find(node.fullName())
+    if task is not None:
+        harness.finish(task)
+    else:
+        harness.run_queued()
+    return task
+
+
+def alpha_of(path) -> np.ndarray:
+    return images.read(path).pixels[..., 0]
+
+
+def test_nuke_node_mattes_reads_by_path_and_reruns_only_stale_frames(comp, shot, direct):
+    node = actions.create()
+    harness.pump(lambda: "models on" in node["status"].value(), 60)
+    assert {"difference", "closed_form", "knn", "null"} <= set(node["model"].values())
+    assert "difference (needs Source, Plate)" in node["models_info"].value()
+    src, plate = read(shot / "src.####.exr"), read(shot / "plate.exr")
+    node.setInput(0, src)
+    node.setInput(1, plate)
+    node["model"].setValue("difference")
+
+    task = press(node, "matte")
+    assert node["status"].value() == "4 frames matted with difference (0 were up to date)", node["status"].value()
+    assert harness.renders() == [] and harness.messages() == []  # plain Reads: handed over by path, no render
+    folder = comp / "mattebox" / node.name()
+    alpha_read = node.node("MatteboxAlpha")
+    assert alpha_read["file"].value() == str(folder / "alpha.####.exr")
+    assert (alpha_read["first"].value(), alpha_read["last"].value()) == (1, 4)
+    plate_px = images.read(shot / "plate.exr", 3).pixels
+    for f in (1, 4):
+        src_px = images.read(shot / f"src.{f:04d}.exr", 3).pixels
+        want = direct("difference", src_px, background=plate_px, colour_space="scene_linear")
+        got = alpha_of(folder / f"alpha.{f:04d}.exr")
+        np.testing.assert_array_equal(got, want)
+        out = harness.pixels(node, f)  # the node's output: the Source with the new alpha
+        np.testing.assert_array_equal(out[..., 3], got.astype(np.float32))
+        np.testing.assert_allclose(out[..., :3], src_px, rtol=1e-3)
+    node["premultiply"].setValue(True)
+    out = harness.pixels(node, 1)
+    np.testing.assert_allclose(out[..., :3], harness.pixels(src, 1)[..., :3] * out[..., 3:], rtol=1e-3)
+    assert task.percent == 100
+
+    stamp = os.stat(folder / "alpha.0002.exr").st_mtime_ns
+    press(node, "matte")
+    assert node["status"].value() == "all 4 frames are up to date (difference)"
+    assert os.stat(folder / "alpha.0002.exr").st_mtime_ns == stamp
+
+    shutil.copy(shot / "src.0001.exr", comp / "src.0003.exr")  # frame 3 of the shot is replaced
+    for f in (1, 2, 4):
+        shutil.copy(shot / f"src.{f:04d}.exr", comp / f"src.{f:04d}.exr")
+    src["file"].setValue(str(comp / "src.####.exr"))
+    press(node, "matte")  # every frame's input file name changed: all stale
+    assert node["status"].value().startswith("4 frames matted")
+    shutil.copy(shot / "src.0003.exr", comp / "src.0003.exr")
+    press(node, "matte")
+    assert node["status"].value() == "1 frames matted with difference (3 were up to date)"
+    np.testing.assert_array_equal(alpha_of(folder / "alpha.0003.exr"), direct(
+        "difference", images.read(shot / "src.0003.exr", 3).pixels, background=plate_px, colour_space="scene_linear"))
+    node["steps"].setValue(1)  # a changed setting makes every frame stale
+    press(node, "matte")
+    assert node["status"].value().startswith("4 frames matted")
+
+
+def test_nuke_node_renders_a_source_that_is_not_a_read(comp, shot, direct):
+    src = read(shot / "src.####.exr")
+    grade = nuke.nodes.Grade(multiply=0.5)
+    grade.setInput(0, src)
+    node = matte_node("closed_form", grade, trimap=read(shot / "tri.####.png"))
+    node["frames"].setValue("2-3")
+    press(node, "matte")
+    assert node["status"].value() == "2 frames matted with closed_form (0 were up to date)", node["status"].value()
+    folder = comp / "mattebox" / node.name()
+    assert harness.renders() == [(str(folder / "inputs" / "source.####.exr"), 2, 3)]
+    assert not any(n.Class() == "Write" for n in node.nodes())  # the internal Write is gone again
+    for f in (2, 3):
+        rendered = images.read(folder / "inputs" / f"source.{f:04d}.exr", 3).pixels
+        np.testing.assert_allclose(rendered, images.read(shot / f"src.{f:04d}.exr", 3).pixels * 0.5, rtol=2e-3)
+        tri = images.read(shot / f"tri.{f:04d}.png", 1).pixels[..., 0]
+        want = direct("closed_form", rendered, trimap=tri, colour_space="scene_linear")
+        np.testing.assert_array_equal(alpha_of(folder / f"alpha.{f:04d}.exr"), want)
+    grade["multiply"].setValue(0.6)  # an upstream knob changed: the frames are stale
+    press(node, "matte")
+    assert node["status"].value().startswith("2 frames matted")
+
+
+def test_nuke_node_refuses_before_anything_runs(comp, shot):
+    node = matte_node("closed_form", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
+    press(node, "matte")
+    assert node["status"].value() == ("closed_form needs the Trimap input: connect it, or pick a model that "
+                                      "does not need it")
+    assert harness.messages() and "Trimap" in harness.messages()[-1]
+    assert not (comp / "mattebox").exists() and harness.renders() == []
+
+    node.setInput(0, None)
+    press(node, "matte")
+    assert node["status"].value() == "connect the Source input (the shot to matte)"
+    press(node, "cancel")
+    assert node["status"].value() == "no job is running for this node"
+    nuke.root()["name"].setValue("")
+    node.setInput(0, read(shot / "src.####.exr"))
+    press(node, "matte")
+    assert node["status"].value().startswith("save the script first")
+
+
+def test_nuke_node_says_when_the_server_is_down(comp, shot):
+    node = matte_node("difference", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
+    node["server"].setValue(f"127.0.0.1:{free_port()}")
+    press(node, "matte")
+    status = node["status"].value()
+    assert status.startswith(f"no Mattebox server answers at {node['server'].value()}: start one with `mattebox serve`")
+    assert harness.messages() == [f"Mattebox {node.name()}: {status}"]
+    assert not (comp / "mattebox" / node.name() / "alpha.0001.exr").exists()
+    actions.refresh(node).join(10)
+    harness.run_queued()
+    assert node["status"].value() == status
+
+
+def test_nuke_node_reports_a_missing_frame_and_keeps_the_others(comp, shot, direct):
+    for f in (1, 2, 4):
+        shutil.copy(shot / f"src.{f:04d}.exr", comp / f"src.{f:04d}.exr")
+    node = matte_node("difference", read(comp / "src.####.exr"), plate=read(shot / "plate.exr"))
+    press(node, "matte")
+    status = node["status"].value()
+    assert status.startswith("3 of 4 frames done; 1 failed (frame 3: ") and "src.0003.exr" in status, status
+    assert "press Matte to redo only the missing frames" in status and harness.messages()
+    folder = comp / "mattebox" / node.name()
+    assert sorted(p.name for p in folder.glob("alpha.*.exr")) == ["alpha.0001.exr", "alpha.0002.exr", "alpha.0004.exr"]
+    shutil.copy(shot / "src.0003.exr", comp / "src.0003.exr")
+    press(node, "matte")
+    assert node["status"].value() == "1 frames matted with difference (3 were up to date)"
+
+
+def test_nuke_node_cancel_keeps_finished_frames_and_resumes(comp, tmp_path):
+    big = write_shot(tmp_path / "big", frames=12, width=320, height=240, seed=5)
+    node = matte_node("closed_form", read(big / "src.####.exr", 1, 12), trimap=read(big / "tri.####.png", 1, 12))
+    node["matte"].execute()
+    task = job.find(node.fullName())
+    harness.pump(lambda: task.percent > 0 or not task._thread.is_alive(), 60)
+    harness.cancel_progress()  # the user presses cancel on Nuke's progress bar
+    harness.finish(task)
+    status = node["status"].value()
+    done = int(status.split()[1])
+    assert status == f"cancelled: {done} of 12 frames done and kept; press Matte to do the rest"
+    assert 1 <= done < 12
+    folder = tmp_path / "mattebox" / node.name()
+    assert len(list(folder.glob("alpha.*.exr"))) == done == len(json.loads((folder / cache.MANIFEST).read_text()))
+    assert node.node("MatteboxAlpha")["disable"].value() is False  # the finished frames are shown
+    assert harness.messages() == []
+
+
+def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot):
+    node = matte_node("bgm", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
+    press(node, "finetune")
+    assert node["status"].value() == "connect the GT input (the finished mattes)"
+    node.setInput(3, read(shot / "gt.####.png"))
+    node["finetune_steps"].setValue(3)
+    plan = mfinetune.Plan(node)
+    assert plan.args() == ["finetune", "--remote", "--model", "bgm", "--name", f"bgm_{node.name().lower()}",
+                           "--input", str(shot / "src.####.exr"), "--mattes", str(shot / "gt.####.png"),
+                           "--train-frames", "2,3", "--frames", "1-4", "--steps", "3", "--held-frames", "1,4",
+                           "--background", str(shot / "plate.exr")]
+    node["gt_frames"].setValue("2-3")
+    assert mfinetune.Plan(node).args()[mfinetune.Plan(node).args().index("--train-frames") + 1] == "2,3"
+    node["gt_frames"].setValue("")
+    task = press(node, "finetune")  # the stock bgm has no trained weights: the server says so
+    assert task.kind == "fine-tune" and task.job.command[1:3] == ["finetune", "--remote"]
+    assert node["status"].value().startswith("fine-tune failed: ") and "no trained weights" in node["status"].value()
+
+
+def test_nuke_farm_button_writes_a_template_openjd_accepts(comp, shot):
+    openjd = shutil.which("openjd", path=str(Path(sys.executable).parent))
+    node = matte_node("difference", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
+    node["farm_chunk"].setValue(2)
+    node["farm"].execute()
+    template = comp / f"comp.{node.name()}.matte.json"
+    params = json.loads((comp / f"comp.{node.name()}.matte.params.json").read_text())
+    assert str(template) in node["status"].value()
+    assert params == {"Input": str(shot / "src.####.exr"), "Background": str(shot / "plate.exr"),
+                      "Output": str(comp / "mattebox" / node.name() / "alpha.####.exr")}
+    defaults = {p["name"]: p.get("default") for p in json.loads(template.read_text())["parameterDefinitions"]}
+    assert (defaults["Model"], defaults["FrameRange"], defaults["ChunkSize"]) == ("difference", "1-4", 2)
+    import subprocess
+
+    r = subprocess.run([openjd, "check", str(template)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
