@@ -1,0 +1,98 @@
+"""The scene compositor, on Blender 5 and 4.x: source + alpha sequence -> Set Alpha -> output.
+
+Blender 5 keeps the tree in scene.compositing_node_group (a node group, created here when missing)
+and outputs through a Group Output node with an "Image" socket; Blender 4.2-4.5 keep it in
+scene.node_tree (scene.use_nodes) and output through the Composite node. The nodes this module adds
+are named "Mattebox ..." and reused when the same scene is matted again.
+"""
+from __future__ import annotations
+
+import bpy
+
+SOURCE, ALPHA, SET_ALPHA = "Mattebox Source", "Mattebox Alpha", "Mattebox Set Alpha"
+_BLENDER5 = bpy.app.version >= (5, 0, 0)
+
+
+def tree(scene: bpy.types.Scene) -> bpy.types.NodeTree:
+    """The scene's compositor node tree, created (and compositing turned on) when missing."""
+    scene.render.use_compositing = True
+    if not _BLENDER5:
+        scene.use_nodes = True
+        return scene.node_tree
+    if scene.compositing_node_group is None:
+        scene.compositing_node_group = bpy.data.node_groups.new(f"{scene.name} Compositor", "CompositorNodeTree")
+    return scene.compositing_node_group
+
+
+def discard(scene: bpy.types.Scene) -> None:
+    """Remove a scene and (Blender 5) the compositor node group only it used."""
+    group = scene.compositing_node_group if _BLENDER5 else None
+    bpy.data.scenes.remove(scene)
+    if group is not None and group.users == 0:
+        bpy.data.node_groups.remove(group)
+
+
+def output_socket(node_tree: bpy.types.NodeTree) -> bpy.types.NodeSocket:
+    """The input that receives the final picture: Group Output "Image" (5) or Composite "Image" (4.x)."""
+    if not _BLENDER5:
+        return _node(node_tree, "CompositorNodeComposite").inputs["Image"]
+    if not any(item.item_type == "SOCKET" and item.in_out == "OUTPUT" and item.name == "Image"
+               for item in node_tree.interface.items_tree):
+        node_tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    return _node(node_tree, "NodeGroupOutput").inputs["Image"]
+
+
+def _node(node_tree, bl_idname: str, name: str = "") -> bpy.types.Node:
+    """The node called `name` (or, unnamed, the first of its type), created when missing."""
+    found = node_tree.nodes.get(name) if name else next((n for n in node_tree.nodes if n.bl_idname == bl_idname), None)
+    if found is not None and found.bl_idname == bl_idname:
+        return found
+    if found is not None:
+        node_tree.nodes.remove(found)
+    node = node_tree.nodes.new(bl_idname)
+    if name:
+        node.name = node.label = name
+    return node
+
+
+def show_frames(node, first: int, last: int, at: int | None = None) -> None:
+    """An Image node shows file (or movie) frames first..last from scene frame `at` on (default: file
+    frame F at scene frame F)."""
+    node.frame_start = first if at is None else at
+    node.frame_offset = first - 1
+    node.frame_duration = last - first + 1
+    node.use_cyclic = False
+
+
+def wire(scene: bpy.types.Scene, source, alpha: bpy.types.Image, first: int, last: int) -> bpy.types.NodeTree:
+    """Source (Image or MovieClip) with `alpha` (frames first..last) as its alpha, to the compositor output."""
+    node_tree = tree(scene)
+    at = first
+    if isinstance(source, bpy.types.MovieClip):
+        src = _node(node_tree, "CompositorNodeMovieClip", SOURCE)
+        src.clip = source
+        at = first + source.frame_start - 1 - source.frame_offset  # where the clip shows its frame `first`
+    else:
+        src = _node(node_tree, "CompositorNodeImage", SOURCE)
+        src.image = source
+        show_frames(src, first, last)
+    matte = _node(node_tree, "CompositorNodeImage", ALPHA)
+    matte.image = alpha
+    show_frames(matte, first, last, at)
+    set_alpha = _node(node_tree, "CompositorNodeSetAlpha", SET_ALPHA)
+    _replace_alpha(set_alpha)
+    node_tree.links.new(src.outputs["Image"], set_alpha.inputs["Image"])
+    node_tree.links.new(matte.outputs["Alpha"], set_alpha.inputs["Alpha"])
+    node_tree.links.new(set_alpha.outputs["Image"], output_socket(node_tree))
+    for i, node in enumerate((src, matte)):
+        node.location = (-600, 200 - 350 * i)
+    set_alpha.location = (-250, 100)
+    return node_tree
+
+
+def _replace_alpha(node) -> None:
+    """Set Alpha replaces the alpha (the default multiplies it in): a menu socket on 5, a property on 4.x."""
+    if "Type" in node.inputs:
+        node.inputs["Type"].default_value = "Replace Alpha"
+    else:
+        node.mode = "REPLACE_ALPHA"

@@ -1,0 +1,146 @@
+"""Operators: mattebox.matte (modal with a UI: timer-driven progress, ESC cancels; synchronous in
+background mode, where no timer ticks), mattebox.cancel and mattebox.refresh.
+
+Problems are reported with self.report({'ERROR'}, ...) and kept as the panel's last error; an
+unexpected one also prints its traceback to the system console.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+
+import bpy
+from bpy.props import IntProperty, StringProperty
+
+from . import matting, preferences
+from .host.client import HostError
+from .host.config import ConfigError
+from .state import STATE
+
+#: failures with a message meant for the user (render and file errors included)
+USER_ERRORS = (HostError, ConfigError, OSError, RuntimeError)
+
+
+def _fail(op, err: BaseException) -> set:
+    if not isinstance(err, USER_ERRORS):
+        traceback.print_exc()
+        err = f"unexpected {type(err).__name__}: {err} (traceback in Blender's system console)"
+    STATE.last_error = str(err)
+    op.report({"ERROR"}, f"Mattebox: {err}")
+    return {"CANCELLED"}
+
+
+def _redraw(context) -> None:
+    for area in context.screen.areas if context.screen else ():
+        area.tag_redraw()
+
+
+class MATTEBOX_OT_matte(bpy.types.Operator):
+    bl_idname = "mattebox.matte"
+    bl_label = "Matte"
+    bl_description = "Matte the source on the Mattebox server and wire the alpha into the compositor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    image: StringProperty(name="Image", description="Source image datablock (a sequence or a single image)")
+    clip: StringProperty(name="Movie clip", description="Source movie clip datablock (instead of an image)")
+    plate: StringProperty(name="Clean plate", description="Clean plate image datablock, for plate models")
+    trimap: StringProperty(name="Trimap", description="Trimap image datablock, for trimap models")
+    model: StringProperty(name="Model", description="Model name on the server")
+    frame_start: IntProperty(name="Start", default=0, description="First frame")
+    frame_end: IntProperty(name="End", default=-1, description="Last frame (before Start: every frame of the source)")
+    output_dir: StringProperty(name="Output", subtype="DIR_PATH",
+                               description="Folder for the alpha frames (empty: mattebox/ next to the .blend)")
+
+    def _start(self, context) -> matting.Run:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(matting.Request)}
+        return matting.start(context, matting.Request(**fields), self.report)
+
+    def execute(self, context):
+        """Run to the end (background mode, or a script calling the operator)."""
+        try:
+            run = self._start(context)
+        except Exception as err:
+            return _fail(self, err)
+        try:
+            while (result := run.step(context)) is None:
+                time.sleep(0.1)
+        except BaseException as err:
+            run.abandon()
+            if not isinstance(err, Exception):
+                raise
+            return _fail(self, err)
+        return result
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            self._run = self._start(context)
+        except Exception as err:
+            return _fail(self, err)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.2, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self._run.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            result = self._run.step(context)
+        except Exception as err:
+            self._run.abandon()
+            self._end(context)
+            return _fail(self, err)
+        if result is None:
+            context.window_manager.progress_update(int(self._run.percent))
+            context.workspace.status_text_set(self._run.describe())
+            _redraw(context)
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        return result
+
+    def _end(self, context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        context.workspace.status_text_set(None)
+        _redraw(context)
+
+
+class MATTEBOX_OT_cancel(bpy.types.Operator):
+    bl_idname = "mattebox.cancel"
+    bl_label = "Cancel"
+    bl_description = "Stop the Mattebox run; the frames already finished are kept"
+
+    @classmethod
+    def poll(cls, context):
+        return STATE.run is not None
+
+    def execute(self, context):
+        STATE.run.cancel()
+        return {"FINISHED"}
+
+
+class MATTEBOX_OT_refresh(bpy.types.Operator):
+    bl_idname = "mattebox.refresh"
+    bl_label = "Refresh"
+    bl_description = "Ask the Mattebox server for its models (starting a local server when allowed)"
+
+    def execute(self, context):
+        try:
+            STATE.refresh(preferences.settings(context))
+        except Exception as err:
+            return _fail(self, err)
+        self.report({"INFO"}, f"Mattebox: {STATE.status}")
+        _redraw(context)
+        return {"FINISHED"}
+
+
+_CLASSES = (MATTEBOX_OT_matte, MATTEBOX_OT_cancel, MATTEBOX_OT_refresh)
+register, unregister = bpy.utils.register_classes_factory(_CLASSES)

@@ -1,0 +1,175 @@
+"""A user's session in real Blender (bpy 5.0 as a module, run by tests/test_blender.py): install the
+Mattebox extension from its zip, set its preferences, load a shot, matte it in several ways, hit
+the errors a user can hit, and drive a run's step logic directly.
+
+    python session.py PARAMS.json     PARAMS: zip, server, dead_server, shot paths, output folders
+Prints one JSON object (the last stdout line) with what it saw; the test checks it and the files.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+import bpy
+import numpy as np
+
+P = json.load(open(sys.argv[1]))
+SEEN: dict = {}
+ADDON = "bl_ext.user_default.mattebox"
+
+
+def prefs():
+    return bpy.context.preferences.addons[ADDON].preferences
+
+
+def ext(module: str):
+    return importlib.import_module(f"{ADDON}.{module}")
+
+
+def matte(*args, **kw) -> dict:
+    """Call the operator as a script would; {"result": ...} or {"error": the reported message}."""
+    try:
+        return {"result": sorted(bpy.ops.mattebox.matte(*args, **kw))}
+    except RuntimeError as err:
+        return {"error": str(err), "last_error": ext("state").STATE.last_error}
+
+
+def install() -> None:
+    result = bpy.ops.extensions.package_install_files(filepath=P["zip"], repo="user_default", enable_on_install=True)
+    module = sys.modules.get(ADDON)
+    p = prefs()
+    SEEN["install"] = {"result": sorted(result), "enabled": ADDON in bpy.context.preferences.addons,
+                       "file": module.__file__ if module else "", "operators": hasattr(bpy.ops.mattebox, "matte"),
+                       "panels": [hasattr(bpy.types, n) for n in ("MATTEBOX_PT_compositor", "MATTEBOX_PT_clip")],
+                       "prefs_from_file": [p.server, p.client, p.start_server]}
+
+
+def load_shot() -> None:
+    src = bpy.data.images.load(P["source_first"])
+    src.name, src.source = "shot", "SEQUENCE"
+    bpy.data.images.load(P["plate"]).name = "plate"
+    bpy.data.images.load(P["source_first"], check_existing=False).name = "still"  # one file, every frame
+    # a trimap painted in Blender: an 8-bit sRGB image that exists only in memory
+    tri = np.load(P["trimap_npy"]).astype(np.float32)
+    h, w = tri.shape
+    painted = bpy.data.images.new("painted trimap", w, h)
+    rgba = np.repeat(tri[::-1, :, None], 4, axis=2)
+    rgba[..., 3] = 1.0
+    painted.pixels.foreach_set(rgba.ravel())
+
+
+def wiring(scene) -> dict:
+    tree = scene.compositing_node_group
+    return {"tree": tree.name if tree else None, "use_compositing": scene.render.use_compositing,
+            "nodes": sorted(f"{n.name}:{n.bl_idname}" for n in tree.nodes),
+            "links": sorted(f"{l.from_node.name}.{l.from_socket.name}->{l.to_node.name}.{l.to_socket.name}"
+                            for l in tree.links),
+            "outputs": [i.name for i in tree.interface.items_tree if getattr(i, "in_out", "") == "OUTPUT"],
+            "set_alpha_type": tree.nodes["Mattebox Set Alpha"].inputs["Type"].default_value,
+            "images": {n.name: n.image.name for n in tree.nodes if n.bl_idname == "CompositorNodeImage"}}
+
+
+def render_compositor(scene, frame: int, path: str) -> None:
+    scene.frame_set(frame)
+    scene.render.resolution_x, scene.render.resolution_y = bpy.data.images["plate"].size
+    scene.render.resolution_percentage = 100
+    settings = scene.render.image_settings
+    settings.file_format, settings.color_depth, settings.color_mode = "OPEN_EXR", "32", "RGBA"
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+
+
+def make_movie(path: str) -> None:
+    """The shot's EXR frames encoded losslessly (FFV1) into a movie file, by Blender's sequencer."""
+    scene = bpy.data.scenes.new("movie maker")
+    scene.render.resolution_x, scene.render.resolution_y = bpy.data.images["plate"].size
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"
+    scene.frame_start, scene.frame_end = 1, len(P["frames"])
+    folder, first = os.path.split(P["source_first"])
+    strip = scene.sequence_editor_create().strips.new_image("shot", P["source_first"], 1, 1)
+    for f in P["frames"][1:]:
+        strip.elements.append(first.replace(str(P["frames"][0]), str(f)))
+    settings = scene.render.image_settings
+    settings.media_type, settings.file_format = "VIDEO", "FFMPEG"
+    scene.render.ffmpeg.format, scene.render.ffmpeg.codec = "MKV", "FFV1"
+    scene.render.filepath = path
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    bpy.data.scenes.remove(scene)
+
+
+def user_runs() -> None:
+    scene = bpy.context.scene
+    # the panel's model list: Refresh fills it, the enum stores the name
+    bpy.ops.mattebox.refresh()
+    scene.mattebox.model_choice = "difference"
+    SEEN["panel_model"] = [scene.mattebox.model, ext("settings").chosen_model(scene.mattebox),
+                           ext("state").STATE.status]
+    # a plate model on an EXR sequence; INVOKE_DEFAULT in background mode runs to the end
+    SEEN["difference"] = matte("INVOKE_DEFAULT", image="shot", plate="plate", model="difference",
+                               output_dir=P["out_difference"])
+    alpha = bpy.data.images.get("shot alpha")
+    SEEN["alpha_image"] = alpha and {"source": alpha.source, "filepath": bpy.path.abspath(alpha.filepath)}
+    SEEN["wiring"] = wiring(scene)
+    render_compositor(scene, P["frames"][1], P["render"])
+    # a trimap model with a trimap painted in Blender, one frame
+    f = P["frames"][0]
+    SEEN["closed_form"] = matte(image="shot", trimap="painted trimap", model="closed_form", frame_start=f,
+                                frame_end=f, output_dir=P["out_closed_form"])
+    # a movie clip: its frames go to the server as temporary EXRs
+    make_movie(P["movie"])
+    clip = bpy.data.movieclips.load(P["movie"])
+    SEEN["movie"] = matte(clip=clip.name, plate="plate", model="difference", output_dir=P["out_movie"])
+    SEEN["movie_wiring"] = wiring(scene)
+
+
+def errors() -> None:
+    SEEN["no_plate"] = matte(image="shot", model="difference", output_dir=P["out_refused"])
+    SEEN["refused_wrote"] = os.path.exists(P["out_refused"])
+    SEEN["unknown_model"] = matte(image="shot", plate="plate", model="no_such_model", output_dir=P["out_refused"])
+    prefs().server, prefs().start_server = P["dead_server"], False
+    SEEN["server_down"] = matte(image="shot", plate="plate", model="difference", output_dir=P["out_refused"])
+    prefs().server = P["server"]
+
+
+def steps() -> None:
+    """The modal operator's step logic, called directly: progress, finish, cancel."""
+    matting, state = ext("matting"), ext("state")
+    reports: list = []
+    report = lambda level, text: reports.append([sorted(level), text])  # noqa: E731
+
+    def follow(run, stop_after_first: bool = False) -> dict:
+        percents, result = [], None
+        while result is None:
+            result = run.step(bpy.context)
+            percents.append(run.percent)
+            if stop_after_first and run.frames and not run.job.cancelled:
+                run.cancel()
+            time.sleep(0.02)
+        return {"result": sorted(result), "percents": percents, "frames": run.frames, "idle": state.STATE.run is None,
+                "scratch_left": os.path.exists(run.scratch)}
+
+    req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=5,
+                          output_dir=P["out_steps"])
+    SEEN["steps"] = follow(matting.start(bpy.context, req, report))
+    req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=P["long"],
+                          output_dir=P["out_cancel"])
+    SEEN["cancel"] = follow(matting.start(bpy.context, req, report), stop_after_first=True)
+    SEEN["step_reports"] = reports
+
+
+def set_prefs() -> None:
+    prefs().server, prefs().client, prefs().start_server = P["server"], P["client"], False
+
+
+SEEN["crashed"] = {}
+for phase in (install, set_prefs, load_shot, user_runs, errors, steps):
+    try:
+        phase()
+    except Exception:  # the phases after it still run; the test shows this traceback
+        SEEN["crashed"][phase.__name__] = traceback.format_exc()
+print(json.dumps(SEEN))
