@@ -71,9 +71,6 @@ class Task:
         if job is not None:
             job.cancel()
 
-    def join(self, timeout=None):
-        self._thread.join(timeout)
-
     def _main(self):
         self._progress = nuke.ProgressTask("Mattebox %s: %s" % (self.kind, self.node_name))
         try:

@@ -87,10 +87,6 @@ def create():
     return group
 
 
-def is_mattebox(node):
-    return node is not None and node.knob("matte") is not None and node.knob("model") is not None
-
-
 def config_for(node):
     """The plugin settings, with the node's server address."""
     cfg = config.load()

@@ -17,7 +17,6 @@ import threading
 import numpy as np
 import OpenImageIO as oiio
 
-GUI = True
 TO_SCRIPT = 0x10
 WRITE_NON_DEFAULT_ONLY = 0x20
 
