@@ -133,7 +133,7 @@ def test_nuke_install_is_idempotent_and_uninstall_removes_exactly_it(tmp_path):
         r = mattebox("plugin", "nuke", "--install", "--nuke-dir", str(nuke_dir))
         assert r.returncode == 0, r.stderr
     text = (nuke_dir / "init.py").read_text()
-    assert text.startswith(mine) and text.count(">>> mattebox >>>") == 1 and str(PLUGIN) in text
+    assert text.startswith(mine) and text.count(">>> mattebox >>>") == 1 and str(PLUGIN / "startup") in text
     assert (nuke_dir / "menu.py").read_text() == "print('my menu')\n"
     r = mattebox("plugin", "nuke", "--uninstall", "--nuke-dir", str(nuke_dir))
     assert r.returncode == 0 and (nuke_dir / "init.py").read_text() == mine
@@ -144,7 +144,7 @@ def test_nuke_install_is_idempotent_and_uninstall_removes_exactly_it(tmp_path):
     assert mattebox("plugin", "nuke", "--uninstall", "--nuke-dir", str(fresh)).returncode == 0
     assert list(fresh.iterdir()) == []  # the init.py it made is gone again
     line = mattebox("plugin", "nuke", "--print").stdout
-    assert line.startswith("export NUKE_PATH=") and str(PLUGIN) in line
+    assert line.startswith("export NUKE_PATH=") and str(PLUGIN / "startup") in line
 
 
 def test_nuke_start_up_files_make_the_menu_toolbar_and_panel(tmp_path, monkeypatch):

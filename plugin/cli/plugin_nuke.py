@@ -1,7 +1,7 @@
 """`mattebox plugin nuke --install | --uninstall | --print`: the Nuke plugin in ~/.nuke, or NUKE_PATH.
 
---install adds a block between marker comments to <nuke dir>/init.py that adds plugin/nuke to Nuke's
-plug-in path (Nuke then runs its init.py and menu.py; menu.py makes the menu, toolbar icon and panel).
+--install adds a block between marker comments to <nuke dir>/init.py that adds plugin/nuke/startup to
+Nuke's plug-in path (Nuke then runs its init.py and menu.py; menu.py makes the menu, toolbar icon and panel).
 Running it again replaces the block; --uninstall removes exactly that block (and the file, when the
 block was all it held). --print prints the NUKE_PATH setting for a studio deployment instead.
 """
@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "nuke"
+PLUGIN_DIR = Path(__file__).resolve().parents[1] / "nuke" / "startup"
 BEGIN = "# >>> mattebox >>> (added by `mattebox plugin nuke --install`; `--uninstall` removes it)\n"
 END = "# <<< mattebox <<<\n"
 
