@@ -183,3 +183,35 @@ def test_nuke_start_up_files_make_the_menu_toolbar_and_panel(tmp_path, monkeypat
     assert isinstance(panel, QtWidgets.QWidget) and app is not None
     panel.timer.stop()
     panel.deleteLater()
+
+
+NUKE_IMPORT_CHECK = """
+import importlib, os, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+import nuke, nukescripts  # the double may use numpy itself; the plugin's own imports are what is checked
+PLUGIN = os.path.join(os.getcwd(), "plugin") + os.sep
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename.startswith(PLUGIN) and name.split(".")[0] in BANNED:
+                raise ImportError(frame.f_code.co_filename + " imports " + name + ", which Nuke must not load")
+            frame = frame.f_back
+BANNED = ("grpc", "google", "numpy", "torch", "OpenImageIO", "cv2", "server", "training")
+sys.meta_path.insert(0, Refuse())
+import plugin.nuke
+names = [m.name for m in pkgutil.iter_modules(plugin.nuke.__path__, "plugin.nuke.")]
+for name in names:
+    importlib.import_module(name)
+assert sorted(m for m in sys.modules if m.split(".")[0] == "models") == ["models", "models.sequence"], \
+    "of models/, only the standard-library frame patterns may be loaded into Nuke"
+print(len(names))
+"""
+
+
+def test_nuke_plugin_loads_no_grpc_protobuf_numpy_or_torch():
+    """Nuke ships its own protobuf and must stay free of ours: every plugin module imports with those refused."""
+    r = subprocess.run([sys.executable, "-c", NUKE_IMPORT_CHECK, str(DOUBLE)], capture_output=True, text=True,
+                       cwd=ROOT, env={"QT_QPA_PLATFORM": "offscreen", "PATH": ""})
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) >= 10  # every module of plugin/nuke was imported
