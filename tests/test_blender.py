@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
 import socket
 import tomllib
 import zipfile
@@ -64,7 +66,7 @@ def session(bpy_python, built_zip, blender_shot, server, tmp_path_factory):  # n
               "trimap_npy": str(blender_shot["plate"].with_name("trimap.npy")), "frames": FRAMES, "long": LONG,
               "render": str(tmp / "render.exr"), "movie": str(tmp / "movie.mkv"),
               **{f"out_{k}": str(tmp / f"out_{k}") for k in ("difference", "closed_form", "movie", "refused",
-                                                             "steps", "cancel")}}
+                                                             "partial", "steps", "cancel")}}
     (tmp / "params.json").write_text(json.dumps(params))
     settings = {"client": MATTEBOX, "server": server.address, "start_server": False}
     seen = run_in_blender(bpy_python, "session.py", tmp, settings, str(tmp / "params.json"))
@@ -142,6 +144,7 @@ def test_installs_into_the_given_user_folders_and_reads_the_settings_file(sessio
 
 def test_refresh_fills_the_panel_model_list(session):
     seen, params, _ = session
+    assert seen["model_before_refresh"] == "NONE"
     model, chosen, status = seen["panel_model"]
     assert model == chosen == "difference"
     assert status.startswith(f"online at {params['server']}")
@@ -205,7 +208,7 @@ def test_movie_clip_is_matted_through_temporary_frames(session):
 
 def test_errors_are_reported_with_what_to_do(session):
     seen, params, _ = session
-    for case, words in (("no_plate", ["needs a clean plate", "Plate"]),
+    for case, words in (("no_plate", ["needs a clean plate", "under Clean plate"]),
                         ("unknown_model", ["no model 'no_such_model'", "difference", "pick one"]),
                         ("server_down", [f"no Mattebox server answers at {params['dead_server']}", "mattebox serve"])):
         got = seen[case]
@@ -214,6 +217,41 @@ def test_errors_are_reported_with_what_to_do(session):
             assert w in got["error"], f"{case}: {got['error']!r} does not say {w!r}"
         assert got["last_error"] and got["last_error"] in got["error"]
     assert not seen["refused_wrote"], "a refused request must not start anything"
+
+
+def test_a_failed_frame_is_reported_and_the_others_are_kept(session):
+    seen, params, _ = session
+    failed = seen["frame_failure"]
+    assert f"frame {FRAMES[-1] + 1}" in failed["error"] and f"the {len(FRAMES)} finished frames are in" in failed["error"]
+    assert sorted(p.name for p in Path(params["out_partial"]).iterdir()) == [f"shot_alpha.{f}.exr" for f in FRAMES]
+    assert seen["partial_wiring"]["images"]["Mattebox Alpha"] == "shot alpha"
+
+
+def test_local_server_started_when_allowed_and_stopped_when_blender_quits(session):
+    local = session[0]["local_server"]
+    assert local["status"].startswith(f"online at {session[1]['dead_server']} (started here)")
+    assert local["models"] > 0
+    try:
+        os.kill(local["pid"], signal.SIGTERM)  # still there: the extension left it behind; stop it
+    except ProcessLookupError:
+        return
+    pytest.fail("the local server outlived Blender")
+
+
+def test_addon_off_and_on_keeps_preferences(session):
+    seen, params, _ = session
+    assert seen["disabled"] and seen["reenabled_prefs"] == [params["server"], MATTEBOX]
+
+
+def test_panel_shows_status_model_needs_and_last_error(session):
+    seen, params, _ = session
+    shown = seen["panel"]
+    assert shown[0].startswith(f"Server: online at {params['server']}")
+    assert "Needs: image, clean plate" in shown
+    matte = shown[shown.index("(mattebox.matte)"):]
+    assert {"image=shot", "clip=", "plate=plate", "model=difference", "frame_start=0", "frame_end=-1"} <= set(matte)
+    error = " ".join(matte[matte.index("output_dir=") + 1:])
+    assert f"frame {FRAMES[-1] + 1}" in error and "finished frames are in" in error
 
 
 def test_step_logic_reports_progress_and_finishes(session):

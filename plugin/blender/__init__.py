@@ -19,6 +19,6 @@ def register() -> None:
 
 
 def unregister() -> None:
-    state.STATE.stop()
+    state.STATE.stop()  # also when Blender quits: it disables every add-on on the way out
     for module in reversed(_MODULES):
         module.unregister()

@@ -21,9 +21,9 @@ from . import compositor, preferences, sources
 from .host import client
 from .state import STATE
 
-#: what the server calls each input, and what the user picks for it
-_INPUTS = {"background": ("plate", "a clean plate (the set without the subject)"),
-           "trimap": ("trimap", "a trimap (black background, grey unknown, white foreground)")}
+#: input the server names -> (Request field, panel label, what it is)
+_INPUTS = {"background": ("plate", "Clean plate", "a clean plate (the set without the subject)"),
+           "trimap": ("trimap", "Trimap", "a trimap (black background, grey unknown, white foreground)")}
 
 
 @dataclass
@@ -75,10 +75,10 @@ def _check_model(cfg, req: Request) -> dict:
         raise client.HostError(f"model {req.model!r} has no trained weights on the server: train or install them "
                                f"(README: training), or pick another model")
     for name in model["inputs"]:
-        field, text = _INPUTS.get(name, (None, ""))
+        field, label, text = _INPUTS.get(name, (None, "", ""))
         if field and not getattr(req, field):
-            raise client.HostError(f"model {req.model!r} needs {text}: choose one under "
-                                   f"{field.capitalize()} in the Mattebox panel, or pick another model")
+            raise client.HostError(f"model {req.model!r} needs {text}: choose one under {label} in the "
+                                   f"Mattebox panel, or pick another model")
     return model
 
 

@@ -105,6 +105,11 @@ class MATTEBOX_OT_matte(bpy.types.Operator):
         self._end(context)
         return result
 
+    def cancel(self, context):
+        """Blender ends the modal run from outside (a file is loaded, the window closes): stop the job."""
+        self._run.abandon()
+        self._end(context)
+
     def _end(self, context) -> None:
         wm = context.window_manager
         wm.event_timer_remove(self._timer)
@@ -137,6 +142,7 @@ class MATTEBOX_OT_refresh(bpy.types.Operator):
             STATE.refresh(preferences.settings(context))
         except Exception as err:
             return _fail(self, err)
+        STATE.last_error = ""
         self.report({"INFO"}, f"Mattebox: {STATE.status}")
         _redraw(context)
         return {"FINISHED"}

@@ -12,6 +12,18 @@ from .state import STATE
 _INPUT_NAMES = {"image": "image", "background": "clean plate", "trimap": "trimap"}
 
 
+def _matte_button(layout, settings) -> None:
+    """Matte, with the panel's choices as the operator's properties."""
+    op = layout.operator("mattebox.matte", icon="PLAY")
+    op.image = settings.image.name if settings.source == "IMAGE" and settings.image else ""
+    op.clip = settings.clip.name if settings.source == "CLIP" and settings.clip else ""
+    op.plate = settings.plate.name if settings.plate else ""
+    op.trimap = settings.trimap.name if settings.trimap else ""
+    op.model = chosen_model(settings)
+    op.frame_start, op.frame_end = (0, -1) if settings.whole_source else (settings.frame_start, settings.frame_end)
+    op.output_dir = settings.output_dir
+
+
 class _MatteboxPanel:
     bl_region_type = "UI"
     bl_category = "Mattebox"
@@ -45,7 +57,7 @@ class _MatteboxPanel:
             layout.label(text=STATE.run.describe())
             layout.operator("mattebox.cancel", icon="CANCEL")
         else:
-            self._matte_button(layout, settings)
+            _matte_button(layout, settings)
 
         if STATE.last_error:
             box = layout.box()
@@ -53,17 +65,6 @@ class _MatteboxPanel:
             width = max(20, context.region.width // 7)
             for i, line in enumerate(textwrap.wrap(STATE.last_error, width)):
                 box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
-
-    @staticmethod
-    def _matte_button(layout, settings) -> None:
-        op = layout.operator("mattebox.matte", icon="PLAY")
-        op.image = settings.image.name if settings.source == "IMAGE" and settings.image else ""
-        op.clip = settings.clip.name if settings.source == "CLIP" and settings.clip else ""
-        op.plate = settings.plate.name if settings.plate else ""
-        op.trimap = settings.trimap.name if settings.trimap else ""
-        op.model = chosen_model(settings)
-        op.frame_start, op.frame_end = (0, -1) if settings.whole_source else (settings.frame_start, settings.frame_end)
-        op.output_dir = settings.output_dir
 
 
 class MATTEBOX_PT_compositor(_MatteboxPanel, bpy.types.Panel):

@@ -9,7 +9,7 @@ from .state import STATE
 
 
 def _model_items(self, context):
-    return STATE.model_items or [("", "no models: press Refresh", "")]
+    return STATE.model_items or [("NONE", "No models yet: press Refresh", "Ask the server for its models")]
 
 
 def _get_model(self) -> int:

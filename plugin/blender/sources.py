@@ -112,6 +112,7 @@ def _render_movie(path: str, name: str, first: int, last: int, folder: str, data
     movie = bpy.data.images.load(path, check_existing=False)
     scene = _export_scene()
     tree = compositor.tree(scene)
+    tree.nodes.clear()  # Blender 4.x starts a tree with Render Layers, which would render the 3D scene
     try:
         if data:
             movie.colorspace_settings.name = "Non-Color"

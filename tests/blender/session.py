@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+import types
 
 import bpy
 import numpy as np
@@ -105,6 +106,7 @@ def make_movie(path: str) -> None:
 def user_runs() -> None:
     scene = bpy.context.scene
     # the panel's model list: Refresh fills it, the enum stores the name
+    SEEN["model_before_refresh"] = scene.mattebox.model_choice
     bpy.ops.mattebox.refresh()
     scene.mattebox.model_choice = "difference"
     SEEN["panel_model"] = [scene.mattebox.model, ext("settings").chosen_model(scene.mattebox),
@@ -134,6 +136,10 @@ def errors() -> None:
     prefs().server, prefs().start_server = P["dead_server"], False
     SEEN["server_down"] = matte(image="shot", plate="plate", model="difference", output_dir=P["out_refused"])
     prefs().server = P["server"]
+    # one frame past the end of the sequence: that frame fails, the others are kept and wired
+    SEEN["frame_failure"] = matte(image="shot", plate="plate", model="difference", frame_start=P["frames"][0],
+                                  frame_end=P["frames"][-1] + 1, output_dir=P["out_partial"])
+    SEEN["partial_wiring"] = wiring(bpy.context.scene)
 
 
 def steps() -> None:
@@ -166,10 +172,78 @@ def set_prefs() -> None:
     prefs().server, prefs().client, prefs().start_server = P["server"], P["client"], False
 
 
-SEEN["crashed"] = {}
-for phase in (install, set_prefs, load_shot, user_runs, errors, steps):
+class Layout:
+    """Panels are drawn only in a window, and bpy as a module has none: this stands in for
+    bpy.types.UILayout, checks every property, operator (and its properties) and icon the draw code
+    names against Blender's real RNA, and records what the panel would show."""
+    ICONS = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
+
+    def __init__(self, shown: list):
+        self.shown, self.alert = shown, False
+
+    def row(self, **_):
+        return self
+
+    column = box = row
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        assert icon in self.ICONS, icon
+        self.shown.append(text)
+
+    def prop(self, data, name: str, **_) -> None:
+        assert name in data.bl_rna.properties.keys(), f"{data} has no property {name}"
+        self.shown.append(f"[{name}]")
+
+    def operator(self, idname: str, text: str = "", icon: str = "NONE"):
+        assert icon in self.ICONS, icon
+        group, name = idname.split(".")
+        self.shown.append(f"({idname})")
+        return _OperatorProperties(getattr(getattr(bpy.ops, group), name).get_rna_type(), self.shown)
+
+
+class _OperatorProperties:
+    def __init__(self, rna, shown: list):
+        object.__setattr__(self, "_names", set(rna.properties.keys()))
+        object.__setattr__(self, "_shown", shown)
+
+    def __setattr__(self, name, value):
+        assert name in self._names, f"the operator has no property {name}"
+        self._shown.append(f"{name}={value}")
+
+
+def panel() -> None:
+    """The compositor panel's draw code, with a chosen shot and the last error from errors()."""
+    settings = bpy.context.scene.mattebox
+    settings.image, settings.plate = bpy.data.images["shot"], bpy.data.images["plate"]
+    settings.model_choice = "difference"
+    shown: list = []
+    context = types.SimpleNamespace(scene=bpy.context.scene, region=types.SimpleNamespace(width=280))
+    bpy.types.MATTEBOX_PT_compositor.draw(types.SimpleNamespace(layout=Layout(shown)), context)
+    SEEN["panel"] = shown
+
+
+def toggle() -> None:
+    """Turning the add-on off and on again (unregister, register) keeps its preferences."""
+    bpy.ops.preferences.addon_disable(module=ADDON)
+    SEEN["disabled"] = not hasattr(bpy.types.Scene, "mattebox") and ADDON not in bpy.context.preferences.addons
+    bpy.ops.preferences.addon_enable(module=ADDON)
+    SEEN["reenabled_prefs"] = [prefs().server, prefs().client]
+
+
+def local_server() -> None:
+    """No server answers and the preferences allow it: Refresh starts one (left running: quitting stops it)."""
+    prefs().server, prefs().start_server = P["dead_server"], True
+    state = ext("state").STATE
+    bpy.ops.mattebox.refresh()
+    SEEN["local_server"] = {"status": state.status, "models": len(state.models), "pid": state.server.proc.pid}
+
+
+SEEN["crashed"], SEEN["seconds"] = {}, {}
+for phase in (install, set_prefs, load_shot, user_runs, errors, panel, steps, toggle, local_server):
+    t0 = time.monotonic()
     try:
         phase()
     except Exception:  # the phases after it still run; the test shows this traceback
         SEEN["crashed"][phase.__name__] = traceback.format_exc()
+    SEEN["seconds"][phase.__name__] = round(time.monotonic() - t0, 2)
 print(json.dumps(SEEN))
