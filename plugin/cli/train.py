@@ -45,11 +45,11 @@ def datasets(args: argparse.Namespace):
     """(train, validation) composite datasets."""
     from training.data.composite import CompositeDataset
     from training.data.sources import (PhotoBackgrounds, PhotoForegrounds, SyntheticBackgrounds,
-                                       SyntheticForegrounds)
+                                       SyntheticForegrounds, held_out)
 
     if args.data:
         names = PhotoForegrounds(args.data).names
-        val = args.val_names.split(",") if args.val_names else names[-4:]
+        val = args.val_names.split(",") if args.val_names else list(held_out(names))
         train_fg = PhotoForegrounds(args.data, [n for n in names if n not in val])
         val_fg = PhotoForegrounds(args.data, val)
     else:

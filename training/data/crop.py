@@ -47,16 +47,17 @@ def crop(arrays: list[np.ndarray], centre: tuple[int, int], size: int) -> list[n
     return [a[y0:y0 + size, x0:x0 + size] for a in arrays]
 
 
-def cover(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random size x size crop of an (H, W, 3) image, resized first (keeping its aspect) to cover
-    the crop when it is smaller."""
+def cover(img: np.ndarray, size: int | tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random crop of an (H, W, 3) image, resized first (keeping its aspect) to cover the crop when
+    it is smaller. size: the crop's side (square), or its (height, width)."""
+    ch, cw = (size, size) if isinstance(size, int) else size
     h, w = img.shape[:2]
-    if h < size or w < size:
-        f = size / min(h, w)
-        h, w = max(size, round(h * f)), max(size, round(w * f))
+    if h < ch or w < cw:
+        f = max(ch / h, cw / w)
+        h, w = max(ch, round(h * f)), max(cw, round(w * f))
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-    y0, x0 = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-    return img[y0:y0 + size, x0:x0 + size]
+    y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    return img[y0:y0 + ch, x0:x0 + cw]
 
 
 def resize(img: np.ndarray, size: int) -> np.ndarray:

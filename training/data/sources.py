@@ -111,6 +111,12 @@ class PhotoForegrounds:
         return self._cache[i]
 
 
+def held_out(names: Sequence[str]) -> tuple[str, ...]:
+    """The validation split of a photo folder's foreground names, as `mattebox train` and
+    `mattebox eval --suite` take it by default: the last 4 of the sorted names."""
+    return tuple(sorted(names)[-4:])
+
+
 class PhotoBackgrounds:
     """Every .png / .jpg / .jpeg under a folder, recursively, in sorted path order; read on each get."""
 
