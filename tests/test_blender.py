@@ -64,9 +64,9 @@ def session(bpy_python, built_zip, blender_shot, server, tmp_path_factory):  # n
     params = {"zip": str(built_zip), "server": server.address, "client": MATTEBOX, "dead_server": _free_address(),
               "source_first": str(blender_shot["frames"][FRAMES[0]]), "plate": str(blender_shot["plate"]),
               "trimap_npy": str(blender_shot["plate"].with_name("trimap.npy")), "frames": FRAMES, "long": LONG,
-              "render": str(tmp / "render.exr"), "movie": str(tmp / "movie.mkv"),
-              **{f"out_{k}": str(tmp / f"out_{k}") for k in ("difference", "closed_form", "movie", "refused",
-                                                             "partial", "steps", "cancel")}}
+              "render": str(tmp / "render.exr"), "render_clip": str(tmp / "render_clip.exr"), "movie": str(tmp / "movie.mkv"),
+              **{f"out_{k}": str(tmp / f"out_{k}") for k in ("difference", "closed_form", "movie", "clip_sequence",
+                                                             "refused", "partial", "steps", "cancel")}}
     (tmp / "params.json").write_text(json.dumps(params))
     settings = {"client": MATTEBOX, "server": server.address, "start_server": False}
     seen = run_in_blender(bpy_python, "session.py", tmp, settings, str(tmp / "params.json"))
@@ -204,6 +204,17 @@ def test_movie_clip_is_matted_through_temporary_frames(session):
         assert np.abs(got - want).mean() < 0.02, f"movie frame {i + 1} does not match sequence frame {f}"
     assert "Mattebox Source:CompositorNodeMovieClip" in seen["movie_wiring"]["nodes"]
     assert seen["movie_wiring"]["images"]["Mattebox Alpha"] == "movie.mkv alpha"
+
+
+def test_clip_of_a_sequence_keeps_its_timing_in_the_compositor(session, blender_shot):
+    """The clip starts at scene frame 5: frame 6 shows the shot's second file with that file's alpha."""
+    seen, params, _ = session
+    assert seen["clip_sequence"] == {"result": ["FINISHED"]}
+    f = FRAMES[1]
+    rendered = images.read(params["render_clip"]).pixels.astype(np.float32)
+    alpha = _alpha(Path(params["out_clip_sequence"]) / f"{Path(params['source_first']).name}_alpha.{f}.exr")
+    np.testing.assert_allclose(rendered[..., 3], alpha.astype(np.float32), atol=1e-3)
+    np.testing.assert_allclose(rendered[..., :3], _source(blender_shot["frames"][f]), atol=1e-3)
 
 
 def test_errors_are_reported_with_what_to_do(session):

@@ -64,14 +64,16 @@ def show_frames(node, first: int, last: int, at: int | None = None) -> None:
     node.use_cyclic = False
 
 
-def wire(scene: bpy.types.Scene, source, alpha: bpy.types.Image, first: int, last: int) -> bpy.types.NodeTree:
-    """Source (Image or MovieClip) with `alpha` (frames first..last) as its alpha, to the compositor output."""
+def wire(scene: bpy.types.Scene, source, alpha: bpy.types.Image, first: int, last: int,
+         clip_start: int = 1) -> bpy.types.NodeTree:
+    """Source (Image or MovieClip) with `alpha` (file frames first..last) as its alpha, to the
+    compositor output. clip_start: the file frame a MovieClip shows as its frame 1."""
     node_tree = tree(scene)
     at = first
     if isinstance(source, bpy.types.MovieClip):
         src = _node(node_tree, "CompositorNodeMovieClip", SOURCE)
         src.clip = source
-        at = first + source.frame_start - 1 - source.frame_offset  # where the clip shows its frame `first`
+        at = first - clip_start + source.frame_start - source.frame_offset  # where the clip shows file `first`
     else:
         src = _node(node_tree, "CompositorNodeImage", SOURCE)
         src.image = source

@@ -5,8 +5,9 @@ load and wire the alpha frames it wrote.
     while (result := run.step(context)) is None: ...     (a timer: the modal operator; a loop: background)
     run.cancel()                                        (ESC or the Cancel button; finished frames stay)
 
-`report(level, text)` is the operator's report (levels 'INFO', 'WARNING', 'ERROR'). Every problem a
-user can fix is raised as HostError (ConfigError for the settings file) with what to do, before anything runs when it can be.
+`report(level, text)` is the operator's report (levels 'INFO', 'WARNING', 'ERROR'). A problem the user
+can fix raises HostError (ConfigError: the settings file) saying what to do, before anything runs
+where it can be known then.
 """
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ class Run:
         self.job.wait()
         if self.frames:
             self.alpha = load_alpha(self.output, min(self.frames), max(self.frames), f"{self.source.name} alpha")
-            compositor.wire(self.scene, self.source, self.alpha, min(self.frames), max(self.frames))
+            clip_start = sources.clip_start(self.source) if isinstance(self.source, bpy.types.MovieClip) else 1
+            compositor.wire(self.scene, self.source, self.alpha, min(self.frames), max(self.frames), clip_start)
         where = os.path.dirname(self.output)
         if self.job.cancelled:
             self.report({"WARNING"}, f"Mattebox: cancelled; the {len(self.frames)} finished frames are in {where}")

@@ -114,7 +114,8 @@ class MATTEBOX_OT_matte(bpy.types.Operator):
         wm = context.window_manager
         wm.event_timer_remove(self._timer)
         wm.progress_end()
-        context.workspace.status_text_set(None)
+        if context.workspace is not None:  # None while Blender loads a file
+            context.workspace.status_text_set(None)
         _redraw(context)
 
 

@@ -59,6 +59,14 @@ def frames_on_disk(pattern: str) -> list[int]:
     return sorted(int(m.group(1)) for m in map(rx.fullmatch, names) if m)
 
 
+def clip_start(clip) -> int:
+    """The file frame a MovieClip shows as its frame 1: a movie's first frame, or for a sequence the
+    file it was loaded from."""
+    if not is_sequence(clip):
+        return 1
+    return int(_FRAME_NUMBER.search(os.path.basename(clip.filepath)).group())
+
+
 def frame_range(block) -> tuple[int, int]:
     """The frames the datablock itself has: a sequence's files on disk, a movie's frames 1..N, or 1-1."""
     if is_sequence(block):

@@ -127,6 +127,11 @@ def user_runs() -> None:
     clip = bpy.data.movieclips.load(P["movie"])
     SEEN["movie"] = matte(clip=clip.name, plate="plate", model="difference", output_dir=P["out_movie"])
     SEEN["movie_wiring"] = wiring(scene)
+    # the shot as a movie clip (an image sequence) that the user moved to start at scene frame 5
+    clip = bpy.data.movieclips.load(P["source_first"])
+    clip.frame_start = 5
+    SEEN["clip_sequence"] = matte(clip=clip.name, plate="plate", model="difference", output_dir=P["out_clip_sequence"])
+    render_compositor(scene, 6, P["render_clip"])
 
 
 def errors() -> None:
