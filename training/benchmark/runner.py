@@ -109,8 +109,9 @@ class Record:
 class Progress:
     """One line per composite x model on stderr, with a running ETA from the mean time per line."""
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.done, self.stream, self.start = total, 0, stream, time.perf_counter()
+    def __init__(self, total: int, stream=None):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.stream = stream or sys.stderr
 
     def step(self, r: Record) -> None:
         self.done += 1
@@ -122,10 +123,11 @@ class Progress:
 
 def run(registry: Registry, entries: list[Entry], composites: Iterable[Composite], n_composites: int,
         keep: Callable[[Composite, dict[str, np.ndarray]], None] | None = None,
-        stream=sys.stderr) -> tuple[list[Record], bool]:
+        stream=None) -> tuple[list[Record], bool]:
     """Score every entry on every composite. keep(c, {label: alpha}) sees each composite's mattes
     (for the contact sheet). Returns (records, interrupted): Ctrl-C stops after what is finished, and
     the records so far are returned with interrupted = True."""
+    stream = stream or sys.stderr
     progress = Progress(n_composites * len(entries), stream)
     records: list[Record] = []
     try:

@@ -27,10 +27,11 @@ class SuiteConfig:
     sheet_rows: int = 4
 
 
-def run(cfg: SuiteConfig, registry: Registry | None = None, stream=sys.stderr) -> dict:
+def run(cfg: SuiteConfig, registry: Registry | None = None, stream=None) -> dict:
     """Run the suite, write the three files, return the result dict (see report.write). Raises
     ValueError / UnknownModel on bad configuration before any model runs."""
     registry = registry or Registry()
+    stream = stream or sys.stderr
     skipped: list[str] = []
 
     def note(text: str) -> None:
