@@ -33,7 +33,7 @@ _ADOBE220 = "Adobe 220 composites (seed 000's scale)"
 PUBLISHED: tuple[Published, ...] = (
     Published("closed_form", 124.68, 0.025, 115.31, 106.06, _C1K, "seed 002 Table 1"),
     Published("knn", 126.24, 0.025, 117.17, 131.05, _C1K, "seed 002 Table 1"),
-    Published("dcnn", 115.82, 0.023, 107.36, 111.23, _C1K, "seed 002 Table 1 (re-run of seed 004)"),
+    Published("dcnn", 115.82, 0.023, 107.36, 111.23, _C1K, "seed 002 Table 1, re-run of seed 004"),
     Published("msia", 47.86, 0.007, 28.61, 43.39, _C1K, "seed 002 Table 1"),
     Published("lightweight", 19.59, 0.006, 18.70, 20.34, _C1K, "seed 003 Table 1", params=344_820),
     Published("bgm", 2.0657, 0.0054, 1.8602, 1.9623, _ADOBE220, "seed 000 Tables 1, 2", sad_var=0.2054),
