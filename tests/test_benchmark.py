@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models import metrics
+from models.base import Sample
 from models.registry import Registry
 from plugin.cli.main import main
 from training.benchmark import claims, runner
@@ -140,8 +141,6 @@ def test_suite_scores_equal_the_metrics_of_the_models_run_directly(data, backgro
     assert len(records) == 2 * len(val)
     for c in val:
         for name, sample in (("closed_form", dict(trimap=c.trimap)), ("difference", dict(background=c.plate))):
-            from models.base import Sample
-
             m = reg.get(name)
             alpha = m.run([m.prepare(Sample(c.image, **sample))])[0]
             want = metrics.evaluate(alpha, c.alpha, c.trimap)
