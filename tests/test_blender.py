@@ -22,7 +22,7 @@ import pytest
 from blender_env import MATTEBOX, bpy_python, run_in_blender  # noqa: F401 - bpy_python is a fixture
 from conftest import W, H, encode_srgb, write_pixels
 from models import images
-from plugin.cli import main as cli
+from plugin.cli import main as cli, plugin_blender
 from training.synthetic import make_shot, trimap_from_alpha
 
 FRAMES = [1001, 1002, 1003]
@@ -64,9 +64,10 @@ def session(bpy_python, built_zip, blender_shot, server, tmp_path_factory):  # n
     params = {"zip": str(built_zip), "server": server.address, "client": MATTEBOX, "dead_server": _free_address(),
               "source_first": str(blender_shot["frames"][FRAMES[0]]), "plate": str(blender_shot["plate"]),
               "trimap_npy": str(blender_shot["plate"].with_name("trimap.npy")), "frames": FRAMES, "long": LONG,
-              "render": str(tmp / "render.exr"), "render_clip": str(tmp / "render_clip.exr"), "movie": str(tmp / "movie.mkv"),
+              "render": str(tmp / "render.exr"), "render_clip": str(tmp / "render_clip.exr"),
+              "blend": str(tmp / "project" / "shot.blend"), "movie": str(tmp / "movie.mkv"),
               **{f"out_{k}": str(tmp / f"out_{k}") for k in ("difference", "closed_form", "movie", "clip_sequence",
-                                                             "refused", "partial", "steps", "cancel")}}
+                                                             "refused", "partial", "cancel")}}
     (tmp / "params.json").write_text(json.dumps(params))
     settings = {"client": MATTEBOX, "server": server.address, "start_server": False}
     seen = run_in_blender(bpy_python, "session.py", tmp, settings, str(tmp / "params.json"))
@@ -117,7 +118,8 @@ def test_zip_imports_nothing_blender_lacks(built_zip):
 
 
 def test_install_without_blender_says_where_the_zip_is(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no blender here, nor in the usual places on this machine
+    monkeypatch.setenv("PATH", str(tmp_path))  # no blender on PATH, and the usual places not looked at:
+    monkeypatch.setattr(plugin_blender, "_USUAL_PLACES", ())  # the test never installs into a real Blender
     assert cli.main(["plugin", "blender", "--install"]) == 0
     out = capsys.readouterr().out
     zip_path = Path(out.split("The extension is at\n")[1].split("\n")[0].strip())
@@ -126,11 +128,17 @@ def test_install_without_blender_says_where_the_zip_is(monkeypatch, tmp_path, ca
     assert "install-file -r user_default" in out and "Install from Disk" in out
 
 
+def test_install_with_a_blender_that_is_not_there_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="is not an executable"):
+        cli.main(["plugin", "blender", "--install", "--blender", str(tmp_path / "blender")])
+
+
 # -- in Blender ---------------------------------------------------------------------------------------
 
 
 def test_session_ran_to_the_end(session):
-    assert session[0]["crashed"] == {}
+    crashed = session[0]["crashed"]
+    assert not crashed, "\n".join(f"{phase}:\n{trace}" for phase, trace in crashed.items())
 
 
 def test_installs_into_the_given_user_folders_and_reads_the_settings_file(session):
@@ -268,6 +276,8 @@ def test_panel_shows_status_model_needs_and_last_error(session):
 def test_step_logic_reports_progress_and_finishes(session):
     steps = session[0]["steps"]
     assert steps["result"] == ["FINISHED"] and steps["frames"] == [1, 2, 3, 4, 5]
+    beside_blend = session[2] / "project" / "mattebox" / "still"
+    assert sorted(p.name for p in beside_blend.iterdir()) == [f"still_alpha.{f:04d}.exr" for f in range(1, 6)]
     percents = steps["percents"]
     assert percents == sorted(percents) and percents[-1] == 100 and len(set(percents)) > 1
     assert steps["idle"] and not steps["scratch_left"]

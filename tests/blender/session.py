@@ -164,8 +164,9 @@ def steps() -> None:
         return {"result": sorted(result), "percents": percents, "frames": run.frames, "idle": state.STATE.run is None,
                 "scratch_left": os.path.exists(run.scratch)}
 
-    req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=5,
-                          output_dir=P["out_steps"])
+    os.makedirs(os.path.dirname(P["blend"]), exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=P["blend"])  # no output folder given: mattebox/ next to the .blend
+    req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=5)
     SEEN["steps"] = follow(matting.start(bpy.context, req, report))
     req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=P["long"],
                           output_dir=P["out_cancel"])
