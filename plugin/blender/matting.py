@@ -166,7 +166,8 @@ class Run:
     def _finish(self, context) -> set:
         self.job.wait()
         if self.frames:
-            self.alpha = load_alpha(self.output, min(self.frames), max(self.frames), f"{self.source.name} alpha")
+            name = f"{sources.file_name(self.source.name)} alpha"
+            self.alpha = load_alpha(self.output, min(self.frames), max(self.frames), name)
             clip_start = sources.clip_start(self.source) if isinstance(self.source, bpy.types.MovieClip) else 1
             compositor.wire(self.scene, self.source, self.alpha, min(self.frames), max(self.frames), clip_start)
         where = os.path.dirname(self.output)

@@ -99,8 +99,12 @@ def export(block, first: int, last: int, folder: str, data: bool = False) -> str
 
 
 def file_name(block_name: str) -> str:
-    """A datablock name made safe for a file name ("Shot 010.exr" -> "Shot_010.exr")."""
-    return re.sub(r"[^\w.-]+", "_", block_name).strip("._") or "image"
+    """A datablock's name as a file name stem: without the extension and frame number Blender names
+    it after ("plate.1001.exr" -> "plate", "clip.mov" -> "clip"), safe characters ("Shot 010" -> "Shot_010")."""
+    stem, extension = re.subn(r"\.[A-Za-z][A-Za-z0-9]{1,4}$", "", block_name)
+    if extension:
+        stem = re.sub(r"[._]\d+$", "", stem)
+    return re.sub(r"[^\w.-]+", "_", stem).strip("._") or "image"
 
 
 def _export_scene() -> bpy.types.Scene:
