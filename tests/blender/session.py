@@ -1,6 +1,7 @@
 """A user's session in real Blender (bpy 5.0 as a module, run by tests/test_blender.py): install the
-Mattebox extension from its zip, set its preferences, load a shot, matte it in several ways, hit
-the errors a user can hit, and drive a run's step logic directly.
+Mattebox extension from its zip, set its preferences, load a shot, matte it in several ways (image
+sequence, painted trimap, movie, clip), hit the errors a user can hit, draw the panel, drive a run's
+step logic directly, turn the add-on off and on, and let it start a local server.
 
     python session.py PARAMS.json     PARAMS: zip, server, dead_server, shot paths, output folders
 Prints one JSON object (the last stdout line) with what it saw; the test checks it and the files.
@@ -18,7 +19,8 @@ import types
 import bpy
 import numpy as np
 
-P = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as params:
+    P = json.load(params)
 SEEN: dict = {}
 ADDON = "bl_ext.user_default.mattebox"
 
@@ -91,7 +93,7 @@ def make_movie(path: str) -> None:
     scene.render.resolution_percentage = 100
     scene.view_settings.view_transform = "Standard"
     scene.frame_start, scene.frame_end = 1, len(P["frames"])
-    folder, first = os.path.split(P["source_first"])
+    first = os.path.basename(P["source_first"])
     strip = scene.sequence_editor_create().strips.new_image("shot", P["source_first"], 1, 1)
     for f in P["frames"][1:]:
         strip.elements.append(first.replace(str(P["frames"][0]), str(f)))
