@@ -226,7 +226,8 @@ def test_nuke_node_cancel_keeps_finished_frames(comp, tmp_path):
     assert status == f"cancelled: {done} of 12 frames done and kept; press Matte to do the rest"
     assert 1 <= done < 12
     folder = tmp_path / "mattebox" / node.name()
-    assert len(list(folder.glob("alpha.*.exr"))) == done == len(json.loads((folder / cache.MANIFEST).read_text()))
+    # the server may finish one more frame as the cancel reaches it: on disk but not recorded, so redone next run
+    assert len(json.loads((folder / cache.MANIFEST).read_text())) == done <= len(list(folder.glob("alpha.*.exr")))
     assert node.node("MatteboxAlpha")["disable"].value() is False  # the finished frames are shown
     assert harness.messages() == []
 
