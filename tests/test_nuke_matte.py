@@ -265,3 +265,31 @@ def test_nuke_farm_button_writes_a_template_openjd_accepts(comp, shot):
     assert (defaults["Model"], defaults["FrameRange"], defaults["ChunkSize"]) == ("difference", "1-4", 2)
     r = subprocess.run([openjd, "check", str(template)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nuke_finetune_serves_the_new_model_and_lists_it(comp, shot, tmp_path, monkeypatch, make_server):
+    """A base model with weights: the fine-tune runs on the server and its model joins the node's list."""
+    import torch
+    from safetensors.torch import save_file
+
+    import models.base
+    from models.registry import Registry
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(models.base, "WEIGHTS_DIR", weights)
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights))  # the server's fine-tune process sees the same folder
+    torch.manual_seed(0)
+    save_file(Registry().model("bgm").build().state_dict(), str(weights / "bgm.safetensors"))
+    running = make_server()
+    node = matte_node("bgm", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
+    node["server"].setValue(running.address)
+    node.setInput(3, read(shot / "gt.####.png"))
+    node["finetune_steps"].setValue(2)
+    name = f"bgm_{node.name().lower()}"
+    assert name not in node["model"].values()
+    task = press(node, "finetune")
+    assert node["status"].value().startswith(f"fine-tuned model {name} is served"), node["status"].value()
+    assert [step for step, _ in task.losses] == [1, 2]
+    assert name in node["model"].values()
+    assert (weights / f"{name}.safetensors").exists()
