@@ -102,6 +102,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    card = json.loads((tmp_path / "killed" / "msia.json").read_text())
+    first = json.loads((tmp_path / "whole" / "msia.json").read_text())
+    assert card["steps"] == 6 and card["seconds"] > 0 and card["hardware"]
+    assert card["data"]["licence"].startswith("procedural") and first["data"] == card["data"]
 
 
 def _shot(folder, frames: int = 8):

@@ -83,6 +83,7 @@ class Trainer:
         if self.world > 1:
             self.step_fn = nn.parallel.DistributedDataParallel(self.step_fn)
         self.history: dict[str, list] = {"loss": [], "metrics": []}
+        self.seconds = 0.0  # wall time spent training this run, summed over resumed processes
 
     # -- files ---------------------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class Trainer:
     def save(self, step: int) -> None:
         if self.rank == 0:
             checkpoint.save(self.checkpoint_path, self.net, self.opt, {"step": step, "history": self.history,
-                                                                     "config": asdict(self.cfg)})
+                                                                     "seconds": self.seconds, "config": asdict(self.cfg)})
 
     def resume(self) -> int:
         """Load the checkpoint if there is one; the step to continue from."""
@@ -104,6 +105,7 @@ class Trainer:
             return 0
         state = checkpoint.load(self.checkpoint_path, self.net, self.opt)
         self.history = state["history"]
+        self.seconds = state["seconds"]
         return state["step"]
 
     # -- the loop ----------------------------------------------------------------------------------------
@@ -124,6 +126,7 @@ class Trainer:
         start = self.resume() if resume else 0
         t0, done = time.perf_counter(), 0
         for step in range(start, self.cfg.steps):
+            t = time.perf_counter()
             self.net.train()
             batch = collate([self.train_set[i] for i in self.batch_indices(step)])
             loss, parts = self.step_fn(batch, step / self.cfg.steps)
@@ -140,6 +143,7 @@ class Trainer:
             if (step + 1) % self.cfg.val_every == 0 or last:
                 m = self.validate(step + 1)
                 stop = bool(m) and self.should_stop is not None and self.should_stop(step + 1, m)
+            self.seconds += time.perf_counter() - t
             if (step + 1) % self.cfg.save_every == 0 or last or stop:
                 self.save(step + 1)
             if stop:
@@ -150,7 +154,7 @@ class Trainer:
                 dist.broadcast(buf, 0)
             digests = [None] * self.world
             dist.all_gather_object(digests, self.digest())
-        return {"steps": self.cfg.steps, "digests": digests, "loss": self.history["loss"][-1][1] if self.history["loss"] else None,
+        return {"steps": self.cfg.steps, "seconds": round(self.seconds, 1), "digests": digests, "loss": self.history["loss"][-1][1] if self.history["loss"] else None,
                 "metrics": self.history["metrics"][-1] if self.history["metrics"] else None}
 
     def digest(self) -> str:
