@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copyfile(os.path.splitext(weights)[0] + ".json", model_path.with_suffix(".json"))
             print(f"\nmattebox train: {args.model} weights {weights}"
                   f"{' (installed in ' + str(model.weights_path()) + ')' if args.install else ''}", file=sys.stderr)
+        if dist.is_initialized():  # the others wait for rank 0's files: one leaving early can abort the group
+            dist.barrier()
     except KeyboardInterrupt:
         print("\nmattebox train: interrupted; continue with --resume", file=sys.stderr)
         return 130
