@@ -81,12 +81,10 @@ class MatteTask(job.Task):
                 manifest.record(event["frame"], plan.keys[event["frame"]])
                 done += 1
                 self.report(100.0 * done / len(todo), "frame %d done (%d of %d)" % (event["frame"], done, len(todo)))
-            elif event["event"] == "error":
-                errors.append(event["message"] if event.get("frame") is None
-                              else "frame %s: %s" % (event["frame"], event["message"]))
 
         for first, last in pixels.runs(todo):
             ran = self.follow(plan.args(first, last), on_event)
+            errors += ran.errors
             if self.cancelled:
                 break
             if ran.returncode not in (0, 1) and not errors:
