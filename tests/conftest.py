@@ -32,6 +32,26 @@ W, H = 80, 64
 DTYPES = ("uint8", "uint16", "float16", "float32")
 
 
+# -- the shipped weights --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_weights_untouched():
+    """No test may add, change or remove a file in the repository's models/weights/ (a test that trains
+    or fine-tunes writes into its own folder: the weights_dir fixture and $MATTEBOX_WEIGHTS)."""
+    import hashlib
+
+    import models.base
+
+    def listing():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(models.base.WEIGHTS_DIR.glob("*")) if p.is_file()}
+
+    before = listing()
+    yield
+    assert listing() == before, "a test changed the shipped weights in models/weights/"
+
+
 # -- servers and clients ------------------------------------------------------------------------------
 
 

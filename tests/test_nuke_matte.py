@@ -232,7 +232,8 @@ def test_nuke_node_cancel_keeps_finished_frames(comp, tmp_path):
     assert harness.messages() == []
 
 
-def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot):
+def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot, weights_dir, monkeypatch):
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights_dir))  # no bgm weights, for the server's fine-tune process too
     node = matte_node("bgm", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
     press(node, "finetune")
     assert node["status"].value() == "connect the GT input (the finished mattes)"
@@ -246,7 +247,7 @@ def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot):
     node["gt_frames"].setValue("2-3")
     assert mfinetune.Plan(node).args()[mfinetune.Plan(node).args().index("--train-frames") + 1] == "2,3"
     node["gt_frames"].setValue("")
-    task = press(node, "finetune")  # the stock bgm has no trained weights: the server says so
+    task = press(node, "finetune")  # a bgm without trained weights: the server says so
     assert task.kind == "fine-tune" and task.job.command[1:3] == ["finetune", "--remote"]
     assert node["status"].value().startswith("fine-tune failed: ") and "no trained weights" in node["status"].value()
 
