@@ -9,7 +9,7 @@ run() {  # model steps val_every (dcnn validates rarely: each validation solves 
   R=""; [ -f runs/$1/checkpoint.safetensors ] && R="--resume"
   nice -n 19 .venv/bin/mattebox train --model $1 --steps $2 --val-every $3 $D --data-licence "$L" --out runs/$1 --install $R >> runs/$1.log 2>&1
 }
-# step counts fit one working session on a 2-core CPU (about 100 minutes in all)
+# step counts fit one working session on the 2-core CPU: about 70 minutes in all (the cards have each run's time)
 run lightweight 1500 250
 run msia 1500 250
 run bgm 600 150
