@@ -18,10 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def rows(args: argparse.Namespace) -> list[dict]:
     if args.server:
         from plugin.client.connection import Client
-        from server.api import codec
+        from server.api import INPUT_NAMES
 
         with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
-            return [dict(name=m.name, description=m.description, inputs=[codec.INPUT_NAMES[i] for i in m.inputs],
+            return [dict(name=m.name, description=m.description, inputs=[INPUT_NAMES[i] for i in m.inputs],
                          params=m.params, gflops_512=m.gflops_512, weights=m.weights_ready, device=m.device)
                     for m in c.models()]
     from models.registry import Registry

@@ -1,4 +1,11 @@
-"""`mattebox`: the one command line for serving, matting, evaluating, benchmarking and the demo."""
+"""`mattebox`: the one command line for serving, matting, evaluating, benchmarking and the demo.
+
+Host plugins run this command on every Refresh and Matte, so it starts fast: only the chosen
+subcommand's module is imported (each module imports what its own command needs, and the client
+paths -- `models --server`, `matte --server`, `finetune --remote` -- never import torch or
+OpenImageIO; tests/test_cli_start.py holds them to it). The top-level help lists every command from
+COMMANDS without importing any of them.
+"""
 from __future__ import annotations
 
 import argparse
@@ -21,20 +28,42 @@ COMMANDS = {
     "plugin": ("plugin", "build and install the Blender and Nuke plugins"),
 }
 
+#: options of the top-level parser that take a value (so the value is not taken for the command)
+_VALUED = ("--log-level",)
 
-def parser() -> argparse.ArgumentParser:
+
+def chosen(argv: list[str]) -> str | None:
+    """The subcommand named in argv (the first word that is not an option or an option's value)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif len(word) > 2 and any(v.startswith(word) for v in _VALUED):  # argparse takes abbreviations
+            skip = True
+        elif word == "--":
+            continue
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line parser. Every command is listed; only `command`'s module is imported and
+    asked for its arguments (None: none is, which is enough for `mattebox --help`)."""
     p = argparse.ArgumentParser(prog="mattebox", description="Mattebox: matting server, models and tools.")
     p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, text) in COMMANDS.items():
         sp = sub.add_parser(name, help=text, description=text)
-        importlib.import_module(f"plugin.cli.{module}").add_arguments(sp)
+        if name == command:
+            importlib.import_module(f"plugin.cli.{module}").add_arguments(sp)
         sp.set_defaults(module=module)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser(chosen(argv)).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return importlib.import_module(f"plugin.cli.{args.module}").run(args)

@@ -14,4 +14,8 @@ except ImportError as exc:  # pragma: no cover - only before install.py has run
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Matting"].full_name
 
-__all__ = ["pb", "rpc", "SERVICE"]
+#: Input enum <-> the names `mattebox models --json` and the hosts use (here, not in codec: no numpy)
+INPUT_NAMES = {pb.IMAGE: "image", pb.TRIMAP: "trimap", pb.BACKGROUND: "background"}
+INPUT_CODES = {v: k for k, v in INPUT_NAMES.items()}
+
+__all__ = ["pb", "rpc", "SERVICE", "INPUT_NAMES", "INPUT_CODES"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.api import pb
+from server.api import INPUT_CODES, INPUT_NAMES, pb  # noqa: F401 (INPUT_*: re-exported)
 
 DTYPES = {
     pb.UINT8: np.dtype(np.uint8),
@@ -15,8 +15,6 @@ DTYPES = {
     pb.FLOAT32: np.dtype(np.float32),
 }
 CODES = {v: k for k, v in DTYPES.items()}
-INPUT_NAMES = {pb.IMAGE: "image", pb.TRIMAP: "trimap", pb.BACKGROUND: "background"}
-INPUT_CODES = {v: k for k, v in INPUT_NAMES.items()}
 
 
 def describe(a: np.ndarray, colour_space: str = "") -> pb.FrameDesc:
