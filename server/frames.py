@@ -26,6 +26,17 @@ class Inputs:
     options: pb.MatteOptions
 
 
+@dataclass(frozen=True)
+class Matted:
+    """One frame's answer. alpha: (H, W) float16 (float32 when the options ask); foreground: (H, W, 3)
+    of the same dtype, straight RGB in the image's own colour space, when the options ask for it;
+    alignment: how the plate was aligned (options.align_plate), else None."""
+
+    alpha: np.ndarray
+    foreground: np.ndarray | None = None
+    alignment: pb.Alignment | None = None
+
+
 class RequestError(Exception):
     """A bad request: becomes a gRPC status (or a per-frame error in path mode)."""
 

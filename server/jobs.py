@@ -1,8 +1,10 @@
 """Path mode: sequence jobs on shared storage. The server reads the frames, mattes them and writes the
 alpha files itself, sending one event per finished frame and a final summary.
 
-A frame that fails (missing file, path outside the allowed roots, bad pixels) becomes an error event
-and the job goes on. Cancelling the job (CancelJob, a cancelled or dropped call, server shutdown)
+A job whose patterns (first frame) lie outside the allowed roots is refused before it starts
+(PERMISSION_DENIED); a frame that fails later (missing file, a path outside the roots, bad pixels)
+becomes an error event and the job goes on. With skip_existing, frames whose outputs are complete on
+disk are reported done (skipped) without matting. Cancelling the job (CancelJob, a cancelled or dropped call, server shutdown)
 stops it after the frame in flight; finished frames stay on disk.
 """
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import TYPE_CHECKING, Iterator
 
 import grpc
 
-from models import images, pixels, sequence
+from models import images, sequence
 from models.base import BACKGROUND, IMAGE, TRIMAP
 from models.colour import check_space
+from models.job_files import JobFiles
 from server import frames
 from server.api import pb
 from server.frames import Inputs, RequestError
@@ -67,10 +70,22 @@ class Job:
                  cancel: threading.Event):
         self.server, self.request, self.context = server, request, context
         self.id, self.cancel = job_id, cancel
+        r = request
+        self.files = JobFiles(input=r.input, output=r.output, trimap=r.trimap, background=r.background,
+                              foreground=r.foreground, matte_channel=r.matte_channel, colour_space=r.colour_space)
+        self.options = pb.MatteOptions()
+        self.options.CopyFrom(r.options)
+        self.options.foreground = self.options.foreground or bool(r.foreground)
+
+    def check(self, path: str) -> str:
+        """`path` resolved, if it is under the server's allowed roots (else RequestError)."""
+        return str(self.server.roots.check(path))
 
     @classmethod
     def start(cls, server: "Matting", request: pb.JobRequest, context) -> "Job":
-        """Check the whole request before any frame runs; raise RequestError if it cannot work at all."""
+        """Check the whole request before any frame runs; raise RequestError if it cannot work at all
+        (a path outside the allowed roots included: PERMISSION_DENIED, so a client on this machine can
+        send the pixels itself instead)."""
         r = request
         needs = server.model_inputs(r.model)
         if not r.input:
@@ -80,17 +95,22 @@ class Job:
             raise frames.invalid(f"frame range {r.first}-{r.last} ends before it starts")
         if r.last - r.first + 1 > MAX_FRAMES:
             raise frames.invalid(f"frame range {r.first}-{r.last} is longer than {MAX_FRAMES} frames; split the job")
-        ext = os.path.splitext(r.output)[1].lower()
-        if ext not in images.ALPHA_FORMATS:
-            raise frames.invalid(f"output {r.output!r} must end in one of {', '.join(images.ALPHA_FORMATS)}")
-        if r.last > r.first and not sequence.has_frame_token(r.output):
-            raise frames.invalid(f"output {r.output!r} has no frame token (####, %04d or $F4) for a "
-                                 f"{r.last - r.first + 1}-frame range")
+        for name, pattern in (("output", r.output), ("foreground", r.foreground)):
+            if not pattern and name == "foreground":
+                continue
+            ext = os.path.splitext(pattern)[1].lower()
+            if ext not in images.ALPHA_FORMATS:
+                raise frames.invalid(f"{name} {pattern!r} must end in one of {', '.join(images.ALPHA_FORMATS)}")
+            if r.last > r.first and not sequence.has_frame_token(pattern):
+                raise frames.invalid(f"{name} {pattern!r} has no frame token (####, %04d or $F4) for a "
+                                     f"{r.last - r.first + 1}-frame range")
         for space in filter(None, (r.colour_space, r.options.display_space)):
             try:
                 check_space(space)
             except ValueError as err:
                 raise frames.invalid(str(err)) from None
+        for pattern in filter(None, (r.input, r.trimap, r.background, r.output, r.foreground)):
+            server.roots.check(sequence.frame_path(pattern, r.first))
         job_id = r.job_id or uuid.uuid4().hex[:12]
         cancel = server.jobs.add(job_id)
         context.add_callback(cancel.set)  # a cancelled or dropped call stops the job
@@ -98,8 +118,7 @@ class Job:
 
     def events(self) -> Iterator[pb.JobEvent]:
         r, t0 = self.request, time.perf_counter()
-        done = failed = 0
-        stills: dict[str, images.Image] = {}
+        done = failed = skipped = misaligned = 0
         try:
             yield pb.JobEvent(started=pb.JobStarted(job_id=self.id, frames=r.last - r.first + 1))
             for frame in range(r.first, r.last + 1):
@@ -107,7 +126,7 @@ class Job:
                     break
                 t = time.perf_counter()
                 try:
-                    out = self._frame(frame, stills)
+                    event = self._frame(frame)
                 except RequestError as err:
                     if err.code == grpc.StatusCode.CANCELLED:
                         break
@@ -122,37 +141,27 @@ class Job:
                     yield pb.JobEvent(error=pb.FrameError(frame=frame, message=str(err)))
                     continue
                 done += 1
-                yield pb.JobEvent(done=pb.FrameDone(frame=frame, output=out, seconds=time.perf_counter() - t))
+                skipped += event.skipped
+                misaligned += event.HasField("alignment") and not event.alignment.ok
+                event.seconds = time.perf_counter() - t
+                yield pb.JobEvent(done=event)
             yield pb.JobEvent(summary=pb.JobSummary(done=done, failed=failed, cancelled=self.cancel.is_set(),
-                                                    seconds=time.perf_counter() - t0))
+                                                    seconds=time.perf_counter() - t0, skipped=skipped,
+                                                    misaligned=misaligned))
         finally:
             self.server.jobs.remove(self.id)
 
-    def _read(self, role: str, pattern: str, frame: int, stills: dict[str, images.Image]) -> images.Image:
-        path = str(self.server.roots.check(sequence.frame_path(pattern, frame)))
-        if not sequence.has_frame_token(pattern):
-            if path not in stills:
-                stills[path] = images.read(path, 1 if role == TRIMAP else 3)
-            return stills[path]
-        return images.read(path, 1 if role == TRIMAP else 3)
-
-    def _frame(self, frame: int, stills: dict[str, images.Image]) -> str:
-        r = self.request
-        out = str(self.server.roots.check(sequence.frame_path(r.output, frame)))
-        src = self._read(IMAGE, r.input, frame, stills)
-        arrays, spaces = {IMAGE: src.pixels}, {IMAGE: r.colour_space or src.colour_space}
-        for role, pattern in ((TRIMAP, r.trimap), (BACKGROUND, r.background)):
-            if pattern:
-                img = self._read(role, pattern, frame, stills)
-                if img.pixels.shape[:2] != src.pixels.shape[:2]:
-                    raise frames.invalid(f"frame {frame}: {role} is {img.pixels.shape[1]}x{img.pixels.shape[0]} "
-                                         f"but the image is {src.pixels.shape[1]}x{src.pixels.shape[0]}")
-                arrays[role] = img.pixels[..., 0] if role == TRIMAP else img.pixels
-                spaces[role] = r.colour_space or img.colour_space
-        for role, a in arrays.items():
-            if not pixels.all_finite(a):
-                raise frames.invalid(f"frame {frame}: the {role} has NaN or Inf pixels")
-        alpha = self.server.matte(r.model, Inputs(arrays, spaces, r.options), None,
-                                  wait=lambda: not self.cancel.is_set())
-        images.write_alpha(out, alpha, src.window)
-        return out
+    def _frame(self, frame: int) -> pb.FrameDone:
+        r, files = self.request, self.files
+        outputs = [self.check(p) for p in files.outputs(frame)]
+        event = pb.FrameDone(frame=frame, output=outputs[0], foreground=outputs[1] if files.foreground else "")
+        if r.skip_existing and files.complete(frame, self.check):
+            event.skipped = True
+            return event
+        inputs = files.read(frame, self.check)
+        got = self.server.matte(r.model, Inputs(inputs.arrays, inputs.spaces, self.options), None,
+                                wait=lambda: not self.cancel.is_set())
+        files.write(frame, got.alpha, got.foreground, inputs.window, self.check)
+        if got.alignment is not None:
+            event.alignment.CopyFrom(got.alignment)
+        return event

@@ -25,7 +25,17 @@ class AllowedRoots:
             raise RequestError(grpc.StatusCode.PERMISSION_DENIED, f"{path}: '..' is not allowed in path mode")
         real = Path(os.path.realpath(p))
         if not any(real == r or r in real.parents for r in self.roots):
-            where = ", ".join(map(str, self.roots)) or "none (start the server with --allow-root DIR)"
+            where = ", ".join(map(str, self.roots)) or "none"
             raise RequestError(grpc.StatusCode.PERMISSION_DENIED,
-                               f"{path} is outside the server's allowed roots ({where})")
+                               f"{path} is outside the server's allowed roots ({where}): start the server with "
+                               f"`mattebox serve --allow-root {_top(real)}` (repeatable), or, for the local server "
+                               f"a Nuke or Blender plugin starts, add that folder to \"allowed_roots\" in the "
+                               f"Mattebox settings file (~/.config/mattebox/client.json)")
         return real
+
+
+def _top(path: Path) -> Path:
+    """The folder to suggest as a root for `path`: its first two levels (/mnt/projects for
+    /mnt/projects/show/plate.exr), or its folder when it is shallower."""
+    parts = path.parts
+    return Path(*parts[:3]) if len(parts) > 3 else path.parent

@@ -3,20 +3,22 @@ answers with alpha or a status that says what was wrong."""
 from __future__ import annotations
 
 import functools
-from urllib.parse import unquote
 import logging
 import time
+from dataclasses import replace
+from urllib.parse import unquote
 
 import grpc
 import numpy as np
 
+from models import colour, pixels
 from models.base import BACKGROUND, IMAGE, TRIMAP, Sample
 from models.colour import SCENE_LINEAR, SRGB, check_space
 from models.registry import Registry, UnknownModel
 from server import finetune, frames, jobs
 from server.api import codec, pb, rpc
 from server.auth import is_loopback
-from server.frames import Inputs, RequestError
+from server.frames import Inputs, Matted, RequestError
 from server.paths import AllowedRoots
 from server.scheduler import DeadlinePassed, QueueFull, Scheduler
 from server.shm import Regions
@@ -80,8 +82,9 @@ class Matting(rpc.MattingServicer):
         frames.check_inputs(model, needs, parts)
         return parts
 
-    def matte(self, name: str, frame: Inputs, deadline: float | None, wait=None) -> np.ndarray:
-        """Prepare, queue and run one frame. Returns (H, W) alpha, dtype as the options ask."""
+    def matte(self, name: str, frame: Inputs, deadline: float | None, wait=None) -> Matted:
+        """Prepare, queue and run one frame: alpha, and the foreground and plate alignment when the
+        options ask (see Matted)."""
         model = self.registry.model(name)
         opts = frame.options
         background = frame.arrays.get(BACKGROUND) if BACKGROUND in model.inputs else None
@@ -91,10 +94,19 @@ class Matting(rpc.MattingServicer):
                          background_space=SRGB if background is None else _space(frame, BACKGROUND), steps=opts.steps)
         except ValueError as err:
             raise frames.invalid(str(err)) from None
+        align_plate = opts.align_plate and background is not None
+        if align_plate or opts.foreground:
+            from models import align, foreground  # noqa: F401 - OpenCV / pymatting only when asked
 
         def work():
             loaded = self.registry.get(name)
-            return loaded.run([loaded.prepare(raw)])[0]
+            sample = loaded.prepare(raw)
+            report = None
+            if align_plate:
+                report = align.estimate(sample.image, sample.background)
+                sample = replace(sample, background=align.warp(sample.background, report))
+            alpha, head = loaded.run_foreground([sample])[0] if opts.foreground else (loaded.run([sample])[0], None)
+            return alpha, head, report
 
         try:
             fut = self.scheduler.submit(self.registry.device(name), work, deadline, wait)
@@ -103,7 +115,7 @@ class Matting(rpc.MattingServicer):
         except RuntimeError as err:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, str(err)) from None
         try:
-            alpha = fut.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            alpha, head, report = fut.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             fut.cancel()
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the frame was done")
@@ -119,7 +131,9 @@ class Matting(rpc.MattingServicer):
             log.exception("model %s failed", name)
             raise RequestError(grpc.StatusCode.INTERNAL, f"model {name!r} failed: {err!r}") from None
         out = np.float32 if opts.alpha_dtype == pb.FLOAT32 else np.float16
-        return np.asarray(alpha).astype(out, copy=False)
+        alpha = np.asarray(alpha, np.float32)
+        fgr = _unmix(raw, alpha, head, report).astype(out) if opts.foreground else None
+        return Matted(alpha.astype(out), fgr, None if report is None else _alignment(report))
 
     # -- RPCs --------------------------------------------------------------------------------------
 
@@ -136,9 +150,10 @@ class Matting(rpc.MattingServicer):
         parts = self.parts(request.model, request, lambda m, role: bool(getattr(m, role).data))
         descs = {role: p.desc for role, p in parts.items()}
         arrays = _arrays(descs, lambda role: parts[role].data)
-        alpha = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options),
-                           _deadline(context))
-        return pb.MatteResponse(alpha=codec.encode(alpha), seconds=time.perf_counter() - t0)
+        got = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options), _deadline(context))
+        return pb.MatteResponse(alpha=codec.encode(got.alpha), seconds=time.perf_counter() - t0,
+                                foreground=None if got.foreground is None else codec.encode(got.foreground),
+                                alignment=got.alignment)
 
     @_status_stream
     def MatteStream(self, request_iterator, context):
@@ -172,11 +187,14 @@ class Matting(rpc.MattingServicer):
             offsets[role] = mv[at:at + n]
             at += n
         arrays = _arrays(descs, offsets.__getitem__)
-        alpha = self.matte(head.model, Inputs(arrays, _spaces(descs), head.options), _deadline(context))
-        yield pb.AlphaChunk(alpha=codec.describe(alpha), seconds=time.perf_counter() - t0)
-        data = memoryview(alpha).cast("B")
-        for i in range(0, len(data), CHUNK):
-            yield pb.AlphaChunk(data=data[i:i + CHUNK].tobytes())
+        got = self.matte(head.model, Inputs(arrays, _spaces(descs), head.options), _deadline(context))
+        yield pb.AlphaChunk(alpha=codec.describe(got.alpha), seconds=time.perf_counter() - t0,
+                            foreground=None if got.foreground is None else codec.describe(got.foreground),
+                            alignment=got.alignment)
+        for a in filter(lambda a: a is not None, (got.alpha, got.foreground)):
+            data = memoryview(np.ascontiguousarray(a)).cast("B")
+            for i in range(0, len(data), CHUNK):
+                yield pb.AlphaChunk(data=data[i:i + CHUNK].tobytes())
 
     @_status
     def RegisterRegion(self, request, context):
@@ -203,15 +221,20 @@ class Matting(rpc.MattingServicer):
         mv = memoryview(mm)
         try:
             arrays = _arrays(descs, lambda role: mv[slices[role].offset:slices[role].offset + codec.nbytes(descs[role])])
-            alpha = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options),
-                               _deadline(context))
-            _check_bounds("alpha", request.alpha_offset, alpha.nbytes, len(mm))
-            out = np.frombuffer(mm, alpha.dtype, alpha.size, request.alpha_offset).reshape(alpha.shape)
-            out[...] = alpha
-            del out, arrays
+            got = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options), _deadline(context))
+            del arrays
+            results = [("alpha", got.alpha, request.alpha_offset)]
+            if got.foreground is not None:
+                results.append(("foreground", got.foreground, request.foreground_offset))
+            for role, a, offset in results:
+                _check_bounds(role, offset, a.nbytes, len(mm))
+            for role, a, offset in results:
+                np.frombuffer(mm, a.dtype, a.size, offset).reshape(a.shape)[...] = a
         finally:
             mv.release()
-        return pb.MatteSharedResponse(alpha=codec.describe(alpha), seconds=time.perf_counter() - t0)
+        return pb.MatteSharedResponse(alpha=codec.describe(got.alpha), seconds=time.perf_counter() - t0,
+                                      foreground=None if got.foreground is None else codec.describe(got.foreground),
+                                      alignment=got.alignment)
 
     def RunJob(self, request, context):
         try:
@@ -232,6 +255,28 @@ class Matting(rpc.MattingServicer):
     def shutdown(self) -> None:
         """Stop every job after its frame in flight."""
         self.jobs.cancel_all()
+
+
+def _unmix(raw: Sample, alpha: np.ndarray, head: np.ndarray | None, report) -> np.ndarray:
+    """The straight foreground in the image's own colour space: (H, W, 3) float32. raw: the frame as
+    it arrived; head: the model's own foreground in the display space, or None; report: the plate's
+    alignment, or None. The plate (aligned like the one the model saw) is brought into the image's space."""
+    from models import align, foreground
+    image = pixels.to_unit_float(raw.image)[..., :3]
+    plate = None
+    if raw.background is not None:
+        plate = pixels.to_unit_float(raw.background)[..., :3]
+        if raw.background_space != raw.colour_space:
+            plate = colour.convert(plate, raw.background_space, raw.colour_space)
+        if report is not None:
+            plate = align.warp(plate, report)
+    if head is not None:
+        head = colour.convert(head, raw.display_space, raw.colour_space)
+    return foreground.unmix(image, alpha, plate, head)
+
+
+def _alignment(report) -> pb.Alignment:
+    return pb.Alignment(ok=report.ok, inliers=report.inliers, shift_px=report.shift_px, message=report.message)
 
 
 def _arrays(descs: dict[str, pb.FrameDesc], data) -> dict[str, np.ndarray]:

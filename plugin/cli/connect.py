@@ -53,10 +53,13 @@ def spawn_server(*extra: str, timeout: float = 60.0) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def client(args: argparse.Namespace) -> Iterator[Client]:
-    """A Client for --server, or for a private server started (and stopped) around the command."""
+def client(args: argparse.Namespace, roots: list[str] | None = None) -> Iterator[Client]:
+    """A Client for --server, or for a private server started (and stopped) around the command.
+    roots: folders the private server may read and write in path mode (the job's own; default:
+    the server's default roots)."""
     with contextlib.ExitStack() as stack:
-        address = args.server or stack.enter_context(spawn_server())
+        extra = [a for root in roots or [] for a in ("--allow-root", root)]
+        address = args.server or stack.enter_context(spawn_server(*extra))
         c = stack.enter_context(Client(address, token=args.token, tls_ca=args.tls_ca))
         yield c
 

@@ -6,6 +6,7 @@ memory, same host), `run_job` (path mode, the normal case for sequences on share
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,20 @@ from server.api import codec, pb, rpc
 
 CHUNK = 1 << 20
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One matted frame: alpha (H, W); foreground (H, W, 3) straight RGB in the image's colour space
+    when the options asked for it, else None; alignment: the plate's (pb.Alignment) when asked, else None."""
+
+    alpha: np.ndarray
+    foreground: np.ndarray | None = None
+    alignment: pb.Alignment | None = None
+
+
+def _alignment(reply) -> pb.Alignment | None:
+    return reply.alignment if reply.HasField("alignment") else None
 
 
 class Client:
@@ -58,31 +73,61 @@ class Client:
         return list(self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self.metadata).models)
 
     # -- one frame ---------------------------------------------------------------------------------
+    # image: (H, W, 3); trimap: (H, W) uint8 0/128/255; background: like image; colour_space: the
+    # image's and plate's OpenColorIO name ("" = float scene-linear, integer sRGB). The plain methods
+    # return the (H, W) alpha, float16 (float32 when the options ask); `matte_frame` returns a Result
+    # with the foreground and plate alignment the options ask for.
 
     def matte(self, model: str, image: np.ndarray, trimap: np.ndarray | None = None,
               background: np.ndarray | None = None, colour_space: str = "",
               options: pb.MatteOptions | None = None, timeout: float | None = None) -> np.ndarray:
-        """One frame inline. image: (H, W, 3); trimap: (H, W) uint8 0/128/255; background: like image.
-        Returns (H, W) alpha, float16 (or float32 when options ask)."""
-        req = pb.MatteRequest(model=model, image=codec.encode(image, colour_space), options=options)
-        if trimap is not None:
-            req.trimap.CopyFrom(codec.encode(trimap))
-        if background is not None:
-            req.background.CopyFrom(codec.encode(background, colour_space))
-        resp = self.stub.Matte(req, timeout=timeout, metadata=self.metadata)
-        return codec.view(resp.alpha.desc, resp.alpha.data)[..., 0]
+        """One frame inline (small frames)."""
+        return self._unary(model, image, trimap, background, colour_space, options, timeout).alpha
 
     def matte_stream(self, model: str, image: np.ndarray, trimap: np.ndarray | None = None,
                      background: np.ndarray | None = None, colour_space: str = "",
                      options: pb.MatteOptions | None = None, timeout: float | None = None) -> np.ndarray:
         """As `matte`, carried in ~1 MiB chunks each way (any frame size)."""
+        return self._stream(model, image, trimap, background, colour_space, options, timeout).alpha
+
+    def matte_shared(self, model: str, image: np.ndarray, trimap: np.ndarray | None = None,
+                     background: np.ndarray | None = None, colour_space: str = "",
+                     options: pb.MatteOptions | None = None, timeout: float | None = None,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """As `matte`, through a shared-memory region (client and server on one host).
+        out: optional (H, W) array of the alpha dtype to copy the alpha into (saves allocating a new
+        array per frame in a sequence loop); returned."""
+        return self._shared(model, image, trimap, background, colour_space, options, timeout, out=out).alpha
+
+    def matte_frame(self, transport: str, model: str, image: np.ndarray, trimap: np.ndarray | None = None,
+                    background: np.ndarray | None = None, colour_space: str = "",
+                    options: pb.MatteOptions | None = None, timeout: float | None = None,
+                    background_space: str = "") -> "Result":
+        """One frame by `transport` ("unary", "stream" or "shm"), with everything the options ask for.
+        background_space: the plate's colour space when it is not the image's."""
+        send = {"unary": self._unary, "stream": self._stream, "shm": self._shared}[transport]
+        return send(model, image, trimap, background, colour_space, options, timeout, background_space)
+
+    def _unary(self, model, image, trimap, background, colour_space, options, timeout,
+               background_space="") -> "Result":
+        req = pb.MatteRequest(model=model, image=codec.encode(image, colour_space), options=options)
+        if trimap is not None:
+            req.trimap.CopyFrom(codec.encode(trimap))
+        if background is not None:
+            req.background.CopyFrom(codec.encode(background, background_space or colour_space))
+        resp = self.stub.Matte(req, timeout=timeout, metadata=self.metadata)
+        fgr = codec.view(resp.foreground.desc, resp.foreground.data) if resp.HasField("foreground") else None
+        return Result(codec.view(resp.alpha.desc, resp.alpha.data)[..., 0], fgr, _alignment(resp))
+
+    def _stream(self, model, image, trimap, background, colour_space, options, timeout,
+                background_space="") -> "Result":
         head = pb.MatteHeader(model=model, image=codec.describe(image, colour_space), options=options)
         parts = [image]
         if trimap is not None:
             head.trimap.CopyFrom(codec.describe(trimap))
             parts.append(trimap)
         if background is not None:
-            head.background.CopyFrom(codec.describe(background, colour_space))
+            head.background.CopyFrom(codec.describe(background, background_space or colour_space))
             parts.append(background)
 
         def chunks():
@@ -93,39 +138,47 @@ class Client:
                     yield pb.MatteChunk(data=mv[i:i + CHUNK].tobytes())
 
         replies = self.stub.MatteStream(chunks(), timeout=timeout, metadata=self.metadata)
-        head_out = next(replies).alpha
-        out = bytearray(codec.nbytes(head_out))
+        first = next(replies)
+        descs = [first.alpha] + ([first.foreground] if first.HasField("foreground") else [])
+        out = bytearray(sum(codec.nbytes(d) for d in descs))
         pos = 0
         for r in replies:
             out[pos:pos + len(r.data)] = r.data
             pos += len(r.data)
-        return codec.view(head_out, out)[..., 0]
+        mv, n = memoryview(out), codec.nbytes(first.alpha)
+        fgr = codec.view(descs[1], mv[n:]) if len(descs) > 1 else None
+        return Result(codec.view(first.alpha, mv[:n])[..., 0], fgr, _alignment(first))
 
-    def matte_shared(self, model: str, image: np.ndarray, trimap: np.ndarray | None = None,
-                     background: np.ndarray | None = None, colour_space: str = "",
-                     options: pb.MatteOptions | None = None, timeout: float | None = None,
-                     out: np.ndarray | None = None) -> np.ndarray:
-        """As `matte`, through a shared-memory region (client and server on one host).
-        The region is created on first use, grown when a frame needs more, and reused.
-        out: optional (H, W) array of the alpha dtype to copy the alpha into (saves allocating a new
-        array per frame in a sequence loop); returned."""
+    def _shared(self, model, image, trimap, background, colour_space, options, timeout, background_space="",
+                out=None) -> "Result":
         parts = [a for a in (image, trimap, background) if a is not None]
-        alpha_dtype = np.float32 if options is not None and options.alpha_dtype == pb.FLOAT32 else np.float16
-        alpha_bytes = image.shape[0] * image.shape[1] * np.dtype(alpha_dtype).itemsize
-        offsets, total = layout([a.nbytes for a in parts] + [alpha_bytes])
+        dtype = np.dtype(np.float32 if options is not None and options.alpha_dtype == pb.FLOAT32 else np.float16)
+        pixels = image.shape[0] * image.shape[1]
+        results = [pixels * dtype.itemsize] + ([3 * pixels * dtype.itemsize] if options and options.foreground else [])
+        offsets, total = layout([a.nbytes for a in parts] + results)
         region = self._shared_region(total)
-        req = pb.MatteSharedRequest(model=model, region_id=self._region_id, alpha_offset=offsets[-1], options=options)
+        req = pb.MatteSharedRequest(model=model, region_id=self._region_id, alpha_offset=offsets[len(parts)],
+                                    options=options)
+        if len(results) > 1:
+            req.foreground_offset = offsets[-1]
         fields = ["image"] + (["trimap"] if trimap is not None else []) + (["background"] if background is not None else [])
         for name, a, off in zip(fields, parts, offsets):
             region.put(off, a)
-            getattr(req, name).CopyFrom(pb.RegionSlice(offset=off, desc=codec.describe(
-                a, "" if name == "trimap" else colour_space)))
+            space = {"image": colour_space, "trimap": "", "background": background_space or colour_space}[name]
+            getattr(req, name).CopyFrom(pb.RegionSlice(offset=off, desc=codec.describe(a, space)))
         resp = self.stub.MatteShared(req, timeout=timeout, metadata=self.metadata)
-        alpha = region.array(offsets[-1], codec.DTYPES[resp.alpha.dtype], (resp.alpha.height, resp.alpha.width))
+        a = resp.alpha
+        alpha = region.array(req.alpha_offset, codec.DTYPES[a.dtype], (a.height, a.width))
         if out is None:
-            return alpha.copy()
-        np.copyto(out, alpha)
-        return out
+            alpha = alpha.copy()
+        else:
+            np.copyto(out, alpha)
+            alpha = out
+        fgr = None
+        if resp.HasField("foreground"):
+            f = resp.foreground
+            fgr = region.array(req.foreground_offset, codec.DTYPES[f.dtype], (f.height, f.width, f.channels)).copy()
+        return Result(alpha, fgr, _alignment(resp))
 
     def _shared_region(self, size: int) -> SharedRegion:
         if self._region is None or self._region.size < size:
