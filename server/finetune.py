@@ -37,6 +37,8 @@ def command(r: pb.FinetuneRequest, roots: AllowedRoots, run_dir: str) -> list[st
         cmd += ["--steps", str(r.steps)]
     if r.colour_space:
         cmd += ["--colour-space", r.colour_space]
+    if r.matte_channel:
+        cmd += ["--matte-channel", r.matte_channel]
     return cmd
 
 

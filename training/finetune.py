@@ -35,6 +35,7 @@ class FinetuneConfig:
     held_frames: list[int]     # frames with mattes kept out of training, for early stopping
     background: str = ""
     colour_space: str = ""
+    matte_channel: str = ""    # channel of the mattes ("" = alpha, else the only channel, else luminance)
     steps: int = 120
     batch: int = 4
     crop: int = 192
@@ -88,7 +89,8 @@ def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
     from safetensors.torch import load_file
 
     net.load_state_dict(load_file(weights))
-    shot = ShotData(cfg.input, cfg.mattes, cfg.train_frames + cfg.held_frames, cfg.background, cfg.colour_space)
+    shot = ShotData(cfg.input, cfg.mattes, cfg.train_frames + cfg.held_frames, cfg.background, cfg.colour_space,
+                    cfg.matte_channel)
     train = ShotDataset(shot, cfg.train_frames, size=cfg.crop, length=max(cfg.batch * 8, 32), seed=cfg.seed)
     held = HeldBack(shot, cfg.held_frames or cfg.train_frames[-1:])
     out = os.path.abspath(cfg.out or os.path.join("runs", cfg.name))

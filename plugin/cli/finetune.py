@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from types import SimpleNamespace
 
 import grpc
 
@@ -11,7 +12,9 @@ from models import sequence
 from plugin.cli.connect import explain
 from plugin.cli.train import reporter
 from plugin.client.connection import Client
-from training.trainer import StepReport
+
+# training.* (torch) is imported by run() for a fine-tune in this process only: `--remote` is what host
+# plugins run, and it never imports torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=192)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--colour-space", default="")
+    p.add_argument("--matte-channel", default="", metavar="NAME",
+                   help="channel of the mattes: A, R, G, B, Y (luminance) or a channel name "
+                        "(default: the file's alpha, else its only channel, else luminance)")
     p.add_argument("--base-weights", default="", help="start from these weights instead of the base model's")
     p.add_argument("--out", default="", help="run folder (default runs/<name>)")
     p.add_argument("--server", default="", help="check that this server now lists the new model")
@@ -56,7 +62,7 @@ def run_remote(args: argparse.Namespace, train: list[int]) -> int:
 
     req = pb.FinetuneRequest(base=args.model, name=args.name, input=args.input, mattes=args.mattes,
                              train_frames=train, held_frames=held_frames(args, train), background=args.background,
-                             steps=args.steps, colour_space=args.colour_space)
+                             steps=args.steps, colour_space=args.colour_space, matte_channel=args.matte_channel)
     on_step, on_validate = reporter(args.progress, 0)
     with Client(args.server, token=args.token) as c:
         try:
@@ -64,7 +70,7 @@ def run_remote(args: argparse.Namespace, train: list[int]) -> int:
                 kind = ev.WhichOneof("event")
                 if kind == "step":
                     s = ev.step
-                    on_step(StepReport(s.step, s.total, s.loss, {}, 0.0))
+                    on_step(SimpleNamespace(step=s.step, total=s.total, loss=s.loss, parts={}, steps_per_s=0.0))
                 elif kind == "validation":
                     on_validate(ev.validation.step, {"sad": ev.validation.sad, "mse": ev.validation.mse})
                 elif kind == "done":
@@ -90,19 +96,19 @@ def _finish(mode: str, event: dict, text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.finetune import FinetuneConfig, finetune
-
     if args.remote:
         if not args.server:
             print("mattebox finetune: --remote needs --server HOST:PORT", file=sys.stderr)
             return 2
         return run_remote(args, [int(f) for f in args.train_frames.split(",")])
+    from training.finetune import FinetuneConfig, finetune
 
     try:
         train = [int(f) for f in args.train_frames.split(",")]
         cfg = FinetuneConfig(base=args.model, name=args.name, input=args.input, mattes=args.mattes,
                              train_frames=train, held_frames=held_frames(args, train), background=args.background,
-                             colour_space=args.colour_space, steps=args.steps, batch=args.batch, crop=args.crop,
+                             colour_space=args.colour_space, matte_channel=args.matte_channel, steps=args.steps,
+                             batch=args.batch, crop=args.crop,
                              base_weights=args.base_weights, out=args.out)
         on_step, on_validate = reporter(args.progress, 0)
         card = finetune(cfg, on_step, on_validate)

@@ -1,9 +1,11 @@
 """A studio's own shot as training data, for fine-tuning a model on it.
 
 The shot is an image sequence in any format OpenImageIO reads, with ground-truth mattes for some of
-its frames and optionally a clean plate (one still or a sequence). Colour follows the server's rule:
-float files (EXR) are scene-linear and integer files sRGB unless colour_space names the space; all
-of it arrives here as display-referred sRGB in [0, 1], the way the server feeds the models.
+its frames and optionally a clean plate (one still or a sequence). Frames are read exactly as the
+server reads a job's (models/job_files.py): mattes from their alpha channel (or `matte_channel`),
+mattes and plate placed in the image's data window, colour from colour_space, else what the file
+says, else float scene-linear and integer sRGB; all of it arrives here as display-referred sRGB in
+[0, 1], the way the server feeds the models.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import torch
 from pymatting import estimate_foreground_ml
 from torch.utils.data import Dataset
 
-from models import colour, sequence
+from models import colour, pixels
+from models.base import BACKGROUND, IMAGE, TRIMAP
+from models.job_files import JobFiles
 from training.data.crop import any_centre, crop, unknown_centre
-from training.data.files import read_matte, read_srgb
 from training.data.plate import PlatePerturb, perturb_plate
 from training.data.sample import as_item, item_rng
 from training.data.trimap import random_trimap
@@ -24,31 +27,33 @@ class ShotData:
     """input, mattes, background: file patterns ("shot.####.exr", "%04d", "$F4"; a pattern without a
     frame token is one still used for every frame). frames: the frames that have a ground-truth matte.
     background: the clean plate, "" for none. colour_space: the space of input and plate files, ""
-    for the server's rule."""
+    for the server's rule. matte_channel: the mattes' channel ("" = alpha, else the only channel,
+    else luminance)."""
 
     def __init__(self, input: str, mattes: str, frames: list[int], background: str = "",
-                 colour_space: str = ""):
+                 colour_space: str = "", matte_channel: str = ""):
         if not frames:
             raise ValueError("a shot needs at least one frame with a ground-truth matte")
         self.input, self.mattes, self.background = input, mattes, background
         self.frames = sorted(frames)
         self.colour_space = colour.check_space(colour_space) if colour_space else ""
+        self.files = JobFiles(input=input, output="", trimap=mattes, background=background,
+                              matte_channel=matte_channel, colour_space=self.colour_space)
 
     def frame(self, f: int) -> dict[str, np.ndarray | None]:
         """Frame f as float32 numpy in [0, 1]: "src" (H, W, 3) sRGB, "pha" (H, W) ground truth and
-        "plate" (H, W, 3) sRGB, or None without a plate. Raises ValueError on mismatched sizes."""
+        "plate" (H, W, 3) sRGB, or None without a plate. Raises ValueError on files that cannot be
+        lined up (see models/job_files.py)."""
         if f not in self.frames:
             raise ValueError(f"frame {f} has no ground-truth matte (frames: {self.frames})")
-        src = read_srgb(sequence.frame_path(self.input, f), self.colour_space)
-        pha = read_matte(sequence.frame_path(self.mattes, f))
-        plate = None
-        if self.background:
-            plate = read_srgb(sequence.frame_path(self.background, f), self.colour_space)
-        for name, a in (("matte", pha), ("plate", plate)):
-            if a is not None and a.shape[:2] != src.shape[:2]:
-                raise ValueError(f"frame {f}: the {name} is {a.shape[1]}x{a.shape[0]} "
-                                 f"but the image is {src.shape[1]}x{src.shape[0]}")
-        return {"src": src, "pha": pha, "plate": plate}
+        got = self.files.read(f)
+
+        def srgb(role: str) -> np.ndarray | None:
+            a = got.arrays.get(role)
+            return None if a is None else colour.convert(pixels.to_unit_float(a), got.spaces[role], colour.SRGB)
+
+        pha = np.clip(pixels.to_unit_float(got.arrays[TRIMAP]), 0.0, 1.0)
+        return {"src": srgb(IMAGE), "pha": pha, "plate": srgb(BACKGROUND)}
 
 
 class ShotDataset(Dataset):
