@@ -12,9 +12,8 @@ import shutil
 import sys
 import time
 
-import torch
-
-from models.registry import Registry
+# torch and the registry are imported by the functions that train: `reporter` is also the progress of a
+# remote fine-tune (`mattebox finetune --remote`, run by host plugins), which must not import torch
 
 TRAINABLE = ("bgm", "bgm_excite", "dcnn", "lightweight", "msia")
 
@@ -73,6 +72,8 @@ def datasets(args: argparse.Namespace):
 
 def hardware() -> str:
     """What trained: the GPU's name, or the CPU's model and the threads torch used."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     name = platform.processor() or "cpu"
@@ -124,8 +125,10 @@ def reporter(mode: str, rank: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     import torch.distributed as dist
 
+    from models.registry import Registry
     from training import checkpoint
     from training.recipes import recipe
     from training.trainer import TrainConfig, Trainer
