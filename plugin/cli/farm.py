@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             default = f.default_factory() if callable(f.default_factory) else f.default
             text = f"{meta['text']} (default: {'none, given at submission' if default is None else repr(default)})"
             k.add_argument("--" + f.name.replace("_", "-"), type=int if meta["type"] == "INT" else str,
-                           default=default, metavar=meta["name"], help=text.replace("%", "%%"))
+                           default=default, metavar=meta["name"], choices=meta["extra"].get("allowedValues"),
+                           help=text.replace("%", "%%"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,10 +17,13 @@ action ends while the server runs on; pid in server.pid, log in server.log, both
 working directory), waits for its ready file server.json ({"address": ..., "pid": ...}), and hands
 the address to the session's tasks as MATTEBOX_SERVER (an `openjd_env` line; `mattebox matte` reads
 its --server from there). The server binds loopback and may read and write only the folders of the
-shot's paths (it creates Output's folder). onExit sends the server SIGTERM, so frames in flight
-finish, waits for it to exit (SIGKILL after 60 s) and copies its log into the job's log. Each task
-runs `mattebox matte --frames FIRST-LAST --transport path --progress openjd`: the server reads and
-writes the frames itself, so the shot must be on storage the worker mounts.
+shot's paths (it creates the folders of Output and Foreground). onExit sends the server SIGTERM, so
+frames in flight finish, waits for it to exit (SIGKILL after 60 s) and copies its log into the job's
+log. Each task runs `mattebox matte --frames FIRST-LAST --transport path --skip-existing --progress
+openjd` (through the embedded matte.sh, which adds `--align-plate` when AlignPlate is true and then
+execs the command, so a cancel's SIGTERM reaches it): the server reads and writes the frames itself,
+so the shot must be on storage the worker mounts, and a task that is re-queued after a worker died or
+was cancelled keeps the frames its first run finished and mattes only the rest.
 
 Fine-tuning (`finetune_template`): one step, "Finetune", one task running `mattebox finetune` with
 `--progress openjd`.
@@ -46,13 +49,16 @@ SPECIFICATION = "jobtemplate-2023-09"
 CANCELATION = {"mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": 30}
 
 START_SERVER = r"""#!/usr/bin/env bash
-# Start this session's matting server: start_server.sh MATTEBOX SESSION_DIR OUTPUT [SHOT_PATH...]
-# It may read and write only the folders of OUTPUT and of the shot's paths (empty ones skipped) and
-# runs on after this script (log server.log, pid server.pid in SESSION_DIR) until stop_server.sh.
+# Start this session's matting server: start_server.sh MATTEBOX SESSION_DIR OUTPUT FOREGROUND [SHOT_PATH...]
+# It may read and write only the folders of OUTPUT, FOREGROUND (created here) and of the shot's paths
+# (empty ones skipped) and runs on after this script (log server.log, pid server.pid in SESSION_DIR)
+# until stop_server.sh.
 set -euo pipefail
-mattebox=$1 dir=$2 output=$3
+mattebox=$1 dir=$2
 shift 2
-mkdir -p "$(dirname "$output")"
+for written in "$1" "$2"; do
+  [[ -z $written ]] || mkdir -p "$(dirname "$written")"
+done
 roots=()
 for path in "$@"; do
   [[ -z $path ]] || roots+=(--allow-root "$(dirname "$path")")
@@ -100,6 +106,22 @@ echo "mattebox server $pid $state"
 """
 
 
+MATTE = r"""#!/usr/bin/env bash
+# One task's frames: matte.sh ALIGN_PLATE MATTEBOX ARGS... runs `MATTEBOX matte ARGS...`, adding
+# --align-plate when ALIGN_PLATE is true. exec: the task's process is mattebox itself, so a cancel's
+# SIGTERM reaches it (it cancels the job on the server, which finishes the frame in flight).
+set -euo pipefail
+align=$1 mattebox=$2
+shift 2
+case $align in
+  true|TRUE|True) set -- "$@" --align-plate ;;
+  false|FALSE|False) ;;
+  *) echo "openjd_fail: AlignPlate is '$align': true or false"; exit 1 ;;
+esac
+exec "$mattebox" matte "$@"
+"""
+
+
 def default_mattebox() -> str:
     """The `mattebox` executable of this Python environment (a bare "mattebox" when it has none)."""
     return shutil.which("mattebox", path=sysconfig.get_path("scripts")) or "mattebox"
@@ -134,8 +156,16 @@ class MattingShot:
     chunk_size: int = parameter("ChunkSize", "INT", "frames per task", 10, minValue=1)
     steps: int = parameter("Steps", "INT", "recursive inference passes (models that have them; 0: the model's "
                                            "default)", 0, minValue=0)
-    colour_space: str = parameter("ColourSpace", "STRING", "colour space of input and plate (empty: EXR/float "
-                                                           "scene_linear, integer files sRGB)", "")
+    colour_space: str = parameter("ColourSpace", "STRING", "colour space of input and plate (empty: what the "
+                                                           "file says, else EXR/float scene_linear, integer "
+                                                           "files sRGB)", "")
+    foreground: str = parameter("Foreground", "PATH", "unmixed (straight) foreground RGB to write beside the "
+                                                      "alpha (pattern; .exr, .png, .tif); empty: none", "")
+    align_plate: str = parameter("AlignPlate", "STRING", "align a hand-held clean plate to each frame "
+                                                         "(true or false)", "false", allowedValues=["true", "false"])
+    matte_channel: str = parameter("MatteChannel", "STRING", "channel the trimap is read from: A, R, G, B, Y "
+                                                             "or a channel name (empty: the file's alpha, else "
+                                                             "its only channel, else luminance)", "")
     mattebox: str = mattebox_parameter()
 
 
@@ -151,6 +181,9 @@ class FinetuneShot:
     background: str = parameter("Background", "PATH", "clean plate file or pattern for plate-based models; "
                                                       "empty: none", "")
     steps: int = parameter("Steps", "INT", "training steps", 1000, minValue=1)
+    matte_channel: str = parameter("MatteChannel", "STRING", "channel the mattes are read from: A, R, G, B, Y "
+                                                             "or a channel name (empty: the file's alpha, else "
+                                                             "its only channel, else luminance)", "")
     mattebox: str = mattebox_parameter()
 
 
@@ -200,26 +233,33 @@ def matting_template(shot: MattingShot, folder: str | Path) -> dict:
                               embedded_script("Stop", "stop_server.sh", STOP_SERVER)],
             "actions": {
                 "onEnter": {"command": "{{Env.File.Start}}",
-                            "args": ["{{Param.MatteboxCommand}}", session, "{{Param.Output}}", "{{Param.Input}}",
-                                     "{{Param.Trimap}}", "{{Param.Background}}"]},
+                            "args": ["{{Param.MatteboxCommand}}", session, "{{Param.Output}}",
+                                     "{{Param.Foreground}}", "{{Param.Input}}", "{{Param.Trimap}}",
+                                     "{{Param.Background}}"]},
                 "onExit": {"command": "{{Env.File.Stop}}", "args": [session]},
             },
         },
     }
     frames = {"name": "Frames", "type": "CHUNK[INT]", "range": "{{Param.FrameRange}}",
               "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}", "rangeConstraint": "CONTIGUOUS"}}
-    matte = mattebox_action("matte", "--model", "{{Param.Model}}", "--input", "{{Param.Input}}",
-                            "--trimap", "{{Param.Trimap}}", "--background", "{{Param.Background}}",
-                            "--output", "{{Param.Output}}", "--frames", "{{Task.Param.Frames}}",
-                            "--colour-space", "{{Param.ColourSpace}}", "--steps", "{{Param.Steps}}",
-                            "--transport", "path", "--progress", "openjd")
+    # --skip-existing: a re-queued task (its worker died, or it was cancelled) keeps the frames already written
+    matte = {"command": "{{Task.File.Matte}}", "cancelation": CANCELATION,
+             "args": ["{{Param.AlignPlate}}", "{{Param.MatteboxCommand}}", "--model", "{{Param.Model}}",
+                      "--input", "{{Param.Input}}", "--trimap", "{{Param.Trimap}}",
+                      "--matte-channel", "{{Param.MatteChannel}}", "--background", "{{Param.Background}}",
+                      "--output", "{{Param.Output}}", "--foreground", "{{Param.Foreground}}",
+                      "--frames", "{{Task.Param.Frames}}", "--colour-space", "{{Param.ColourSpace}}",
+                      "--steps", "{{Param.Steps}}", "--transport", "path", "--skip-existing",
+                      "--progress", "openjd"]}
     return {
         "specificationVersion": SPECIFICATION,
         "extensions": ["TASK_CHUNKING"],
         "name": "Mattebox matte",
         "parameterDefinitions": parameter_definitions(shot, folder),
         "steps": [{"name": "Matte", "parameterSpace": {"taskParameterDefinitions": [frames]},
-                   "stepEnvironments": [server], "script": {"actions": {"onRun": matte}}}],
+                   "stepEnvironments": [server],
+                   "script": {"embeddedFiles": [embedded_script("Matte", "matte.sh", MATTE)],
+                              "actions": {"onRun": matte}}}],
     }
 
 
@@ -227,8 +267,9 @@ def finetune_template(shot: FinetuneShot, folder: str | Path) -> dict:
     """Fine-tune BaseModel on the shot's finished frames as one task."""
     train = mattebox_action("finetune", "--model", "{{Param.BaseModel}}", "--input", "{{Param.Input}}",
                             "--mattes", "{{Param.Mattes}}", "--train-frames", "{{Param.TrainFrames}}",
-                            "--name", "{{Param.Name}}", "--background", "{{Param.Background}}",
-                            "--steps", "{{Param.Steps}}", "--progress", "openjd")
+                            "--matte-channel", "{{Param.MatteChannel}}", "--name", "{{Param.Name}}",
+                            "--background", "{{Param.Background}}", "--steps", "{{Param.Steps}}",
+                            "--progress", "openjd")
     return {
         "specificationVersion": SPECIFICATION,
         "name": "Mattebox finetune",
