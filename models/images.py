@@ -1,9 +1,13 @@
 """Reading and writing frames with OpenImageIO (EXR, DPX, TIFF, PNG, JPEG and the rest it knows).
 
-Colour rules: float files (EXR, HDR, float TIFF) are scene-linear, integer files display-referred
-sRGB, unless the caller says otherwise. Alpha is written linear as it is, never colour-converted.
-Writes are atomic: a temp file in the same folder, then a rename, so a crash never leaves a half
-frame that a re-run would trust.
+Channels: `read(path, 3)` takes R, G, B by name; `read(path, 1)` (mattes, trimaps) takes a named
+channel, else the file's alpha, else its only channel, else the Rec.709 luminance of R, G, B.
+Data windows: `Image.window` holds the data window (Nuke's bbox) and the display window (the format);
+`fit` places one picture into another's data window. Colour: a file's own colour space when its header
+names one (`oiio:ColorSpace`, EXR chromaticities, DPX log transfer), else float files (EXR, HDR, float
+TIFF) are scene-linear and integer files display-referred sRGB; callers may override. Alpha is written
+linear as it is, never colour-converted. Writes are atomic: a temp file in the same folder, then a
+rename, so a crash never leaves a half frame that a re-run would trust.
 """
 from __future__ import annotations
 
@@ -15,22 +19,38 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
+from models import colour
 from models.colour import SCENE_LINEAR, SRGB
 
-#: output formats for alpha, by extension: (OpenImageIO pixel type, numpy dtype)
-ALPHA_FORMATS = {
+#: output formats for alpha and RGB, by extension: (OpenImageIO pixel type, numpy dtype)
+OUTPUT_FORMATS = {
     ".exr": (oiio.HALF, np.float16),
     ".png": (oiio.UINT8, np.uint8),
     ".tif": (oiio.UINT16, np.uint16),
     ".tiff": (oiio.UINT16, np.uint16),
+    ".dpx": (oiio.UINT16, np.uint16),
     ".jpg": (oiio.UINT8, np.uint8),
     ".jpeg": (oiio.UINT8, np.uint8),
 }
+#: the formats an alpha output may have (the server checks output paths against it)
+ALPHA_FORMATS = OUTPUT_FORMATS
+
+#: DPX transfer characteristics that mean Cineon printing-density log
+_LOG_TRANSFERS = ("Logarithmic", "Printing density")
+
+#: Rec.709 luminance weights of R, G, B
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
 @dataclass(frozen=True)
 class Window:
-    """Where a frame's pixels sit: data window origin and the full (display) window."""
+    """Where a frame's pixels sit, in the format's pixel coordinates (y down, OpenEXR's convention).
+
+    x, y, width, height: the data window, the pixels the file holds (a Nuke bbox: x, y may be negative
+    and the box may reach past the format). full_*: the display window (the format). Files without
+    windows (PNG, TIFF, JPEG) have both equal to their size. Zero sizes mean not known; writing then
+    uses the pixels' own size.
+    """
 
     x: int = 0
     y: int = 0
@@ -38,58 +58,199 @@ class Window:
     full_y: int = 0
     full_width: int = 0
     full_height: int = 0
+    width: int = 0
+    height: int = 0
+
+    def format(self) -> str:
+        """The display window as a user reads it: "1920x1080", or "1920x1080+x+y" off the origin."""
+        offset = f"{self.full_x:+d}{self.full_y:+d}" if (self.full_x, self.full_y) != (0, 0) else ""
+        return f"{self.full_width}x{self.full_height}{offset}"
 
 
 @dataclass(frozen=True)
 class Image:
     """pixels: (H, W, C) in the file's own dtype (uint8, uint16, float16 or float32), top row first.
-    colour_space: OpenColorIO name of the pixels' space. window: data/display window of the file."""
+    colour_space: OpenColorIO name of the pixels' space. window: data/display window of the file.
+    channels: the file's channel names in its order (OpenImageIO's: EXR comes back R, G, B, A first)."""
 
     pixels: np.ndarray
     colour_space: str
     window: Window
+    channels: tuple[str, ...] = ()
 
 
 _NUMPY = {oiio.UINT8: np.uint8, oiio.UINT16: np.uint16, oiio.HALF: np.float16, oiio.FLOAT: np.float32}
+_OIIO = {np.dtype(np.uint8): oiio.UINT8, np.dtype(np.uint16): oiio.UINT16}
 
 
-def read(path: str | os.PathLike, channels: int | None = None) -> Image:
-    """Read one image. `channels` keeps the first N channels (3 for RGB, 1 for a trimap).
+def read(path: str | os.PathLike, channels: int | None = None, channel: str = "") -> Image:
+    """Read one image.
 
-    Integer files keep their dtype; float files come back float16 or float32; other pixel types
-    (uint32, double, ...) are read as float32. Raises FileNotFoundError / ValueError with the file name.
+    channels: None = every channel in the file's order; 3 = R, G, B, found by name where the file names
+    them, else its first three (a one-channel file is repeated); 1 = one channel, for mattes and
+    trimaps: `channel` when given (a channel name of the file such as "A" or "mask.a", matched exactly,
+    else in any case; "Y" = the Rec.709 luminance of R, G, B where the file has no channel Y), else
+    the file's alpha channel, else its only channel, else the luminance of R, G, B.
+    Integer files keep their dtype (luminance rounded back to it); float files come back float16 or
+    float32; other pixel types (uint32, double, ...) are read as float32. Colour values are as stored
+    (straight RGB of a PNG or TIFF with unassociated alpha is not premultiplied).
+    Raises FileNotFoundError, or ValueError naming the file (and, for a channel the file lacks, the
+    channel asked and the channels it has).
     """
     path = os.fspath(path)
+    if channel and channels != 1:
+        raise ValueError(f"{path}: a channel name ({channel!r}) picks one channel; read it with channels=1")
+    spec, px = _read_pixels(path)
+    names = tuple(spec.channelnames)
+    if channels == 1:
+        px = _matte(path, px, names, spec.alpha_channel, channel)
+    elif channels == 3:
+        px = _rgb(path, px, names)
+    elif channels is not None:
+        raise ValueError(f"{path}: read {channels} channels? Use None (all), 3 (RGB) or 1 (a matte)")
+    window = Window(spec.x, spec.y, spec.full_x, spec.full_y, spec.full_width, spec.full_height,
+                    spec.width, spec.height)
+    space = _colour_space(spec, px.dtype.kind == "f")
+    return Image(np.ascontiguousarray(px), space, window, names)
+
+
+def fit(img: Image, target: Window, name: str = "the picture") -> np.ndarray:
+    """img's pixels placed in `target`'s data window: (target.height, target.width, C), img's dtype.
+
+    The two must share a display window (format). Where img's data window reaches past target's it is
+    cropped; where it does not cover it the result is 0 (black, transparent, trimap background: what
+    Nuke shows outside a bbox). With equal data windows this is img.pixels itself, not a copy.
+    Raises ValueError naming `name` (e.g. "the trimap tri.0001.png") when the formats differ.
+    """
+    src, h, w = img.window, img.pixels.shape[0], img.pixels.shape[1]
+    if src.format() != target.format():
+        raise ValueError(f"{name} is {w}x{h} in format {src.format()} but the image is "
+                         f"{target.width}x{target.height} in format {target.format()}: Reformat {name} to "
+                         f"the image's format ({target.format()})")
+    if (src.x, src.y, w, h) == (target.x, target.y, target.width, target.height):
+        return img.pixels
+    out = np.zeros((target.height, target.width, img.pixels.shape[2]), img.pixels.dtype)
+    x0, x1 = max(src.x, target.x), min(src.x + w, target.x + target.width)
+    y0, y1 = max(src.y, target.y), min(src.y + h, target.y + target.height)
+    if x0 < x1 and y0 < y1:
+        out[y0 - target.y:y1 - target.y, x0 - target.x:x1 - target.x] = \
+            img.pixels[y0 - src.y:y1 - src.y, x0 - src.x:x1 - src.x]
+    return out
+
+
+def _read_pixels(path: str) -> tuple[oiio.ImageSpec, np.ndarray]:
+    """The file's spec and all its pixels, (H, W, C) in the dtype read() documents."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    inp = oiio.ImageInput.open(path)
+    config = oiio.ImageSpec()
+    config.attribute("oiio:UnassociatedAlpha", 1)
+    inp = oiio.ImageInput.open(path, config)
     if inp is None:
         raise ValueError(f"{path}: cannot read it as an image ({oiio.geterror()})")
     try:
         spec = inp.spec()
         fmt = spec.format.basetype
-        want = fmt if fmt in _NUMPY else oiio.FLOAT
-        px = inp.read_image(0, 0, 0, spec.nchannels, want)
+        px = inp.read_image(0, 0, 0, spec.nchannels, fmt if fmt in _NUMPY else oiio.FLOAT)
         if px is None:
             raise ValueError(f"{path}: failed to read pixels ({inp.geterror()})")
     finally:
         inp.close()
-    px = np.asarray(px).reshape(spec.height, spec.width, spec.nchannels)
-    if channels is not None:
-        if spec.nchannels < channels:
-            if spec.nchannels != 1:
-                raise ValueError(f"{path}: has {spec.nchannels} channels, need {channels}")
-            px = np.repeat(px, channels, axis=2)
-        px = px[..., :channels]
-    floating = np.dtype(_NUMPY[want]).kind == "f"
-    window = Window(spec.x, spec.y, spec.full_x, spec.full_y, spec.full_width, spec.full_height)
-    return Image(np.ascontiguousarray(px), SCENE_LINEAR if floating else SRGB, window)
+    return spec, np.asarray(px).reshape(spec.height, spec.width, spec.nchannels)
 
 
-def _write_atomic(path: str, px: np.ndarray, pixel_type, window: Window | None, channel_names) -> None:
+def _matte(path: str, px: np.ndarray, names: tuple[str, ...], alpha: int, channel: str) -> np.ndarray:
+    """(H, W, C) -> (H, W, 1), same dtype: the channel read(path, 1, channel) takes."""
+    if channel:
+        index = _find(names, channel)
+        if index is None and channel.upper() != "Y":
+            raise ValueError(f"{path}: has no channel {channel!r}; its channels are {', '.join(names)}")
+    else:
+        index = alpha if alpha >= 0 else next((i for i, n in enumerate(names) if _is_alpha(n)), None)
+        if index is None and len(names) == 1:
+            index = 0
+    if index is not None:
+        return px[..., index:index + 1]
+    rgb = _rgb_indices(names)
+    if rgb is None:
+        raise ValueError(f"{path}: no alpha, single channel or R, G, B to read a matte from (it has "
+                         f"{', '.join(names)}); name the channel to read")
+    return _luminance(px[..., rgb])
+
+
+def _rgb(path: str, px: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(H, W, C) -> (H, W, 3), same dtype: R, G, B, or a one-channel picture repeated."""
+    if len(names) == 1:
+        return np.repeat(px, 3, axis=2)
+    rgb = _rgb_indices(names)
+    if rgb is None:
+        raise ValueError(f"{path}: has channels {', '.join(names)}; need R, G, B or a single channel")
+    return px[..., rgb]
+
+
+def _find(names: tuple[str, ...], wanted: str) -> int | None:
+    """Index of the channel named `wanted` (exactly, else in any case), None when there is none."""
+    exact = [i for i, n in enumerate(names) if n == wanted]
+    loose = [i for i, n in enumerate(names) if n.lower() == wanted.lower()]
+    return (exact or loose or [None])[0]
+
+
+def _is_alpha(name: str) -> bool:
+    """True for alpha channel names: A, alpha, and a layer's alpha ("matte.A", "mask.alpha")."""
+    low = name.lower()
+    return low in ("a", "alpha") or low.endswith((".a", ".alpha"))
+
+
+def _rgb_indices(names: tuple[str, ...]) -> list[int] | None:
+    """Indices of R, G, B: by name where the file names all three, else the first three, else None."""
+    low = [n.lower() for n in names]
+    if all(c in low for c in "rgb"):
+        return [low.index(c) for c in "rgb"]
+    return [0, 1, 2] if len(names) >= 3 else None
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W, 1) Rec.709 luminance in rgb's dtype (integers rounded and clipped)."""
+    y = rgb.astype(np.float32) @ _LUMA
+    if rgb.dtype.kind == "u":
+        y = np.clip(np.rint(y), 0, np.iinfo(rgb.dtype).max)
+    return y.astype(rgb.dtype)[..., None]
+
+
+def _colour_space(spec: oiio.ImageSpec, floating: bool) -> str:
+    """The space the file's header names, when the colour configuration knows it: a DPX log transfer
+    (Cineon), `oiio:ColorSpace`, or (float files) EXR chromaticities of a linear space. Else the
+    default: SCENE_LINEAR for float pixels, SRGB for integers."""
+    named = (colour.CINEON if spec.getattribute("dpx:Transfer") in _LOG_TRANSFERS else "",
+             spec.getattribute("oiio:ColorSpace") or "",
+             colour.from_chromaticities(spec.getattribute("chromaticities")) if floating else "")
+    return next(filter(None, map(colour.declared, named)), SCENE_LINEAR if floating else SRGB)
+
+
+def _encode(path: str, px: np.ndarray) -> tuple[np.ndarray, object]:
+    """(H, W, C) pixels -> (array, OpenImageIO pixel type) for `path`'s format (OUTPUT_FORMATS).
+
+    Float pixels get the format's type: half for EXR as they are, else clipped to [0, 1] and rounded to
+    8 or 16 bit. uint8 / uint16 pixels are written as they are.
+    """
+    ext = Path(path).suffix.lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ValueError(f"{path}: output must be one of {', '.join(OUTPUT_FORMATS)}")
+    if px.dtype in _OIIO:
+        return px, _OIIO[px.dtype]
+    if px.dtype.kind != "f":
+        raise ValueError(f"{path}: cannot write {px.dtype} pixels; use float, uint8 or uint16")
+    pixel_type, dtype = OUTPUT_FORMATS[ext]
+    if np.dtype(dtype).kind == "u":
+        px = np.rint(np.clip(px, 0.0, 1.0) * np.iinfo(dtype).max)
+    return px.astype(dtype), pixel_type
+
+
+def _write_atomic(path: str, px: np.ndarray, window: Window | None, channel_names: list[str]) -> None:
+    """Write (H, W, C) pixels (encoded for the path's format) with their window, via a temp file."""
+    data, pixel_type = _encode(path, px)
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    h, w, c = px.shape
+    h, w, c = data.shape
     spec = oiio.ImageSpec(w, h, c, pixel_type)
     spec.channelnames = channel_names
     if window is not None:
@@ -104,7 +265,7 @@ def _write_atomic(path: str, px: np.ndarray, pixel_type, window: Window | None, 
         out = oiio.ImageOutput.create(tmp)
         if out is None or not out.open(tmp, spec):
             raise OSError(f"{path}: cannot write ({oiio.geterror()})")
-        ok = out.write_image(px)
+        ok = out.write_image(np.ascontiguousarray(data))
         err = out.geterror()
         out.close()
         if not ok:
@@ -117,22 +278,16 @@ def _write_atomic(path: str, px: np.ndarray, pixel_type, window: Window | None, 
 
 
 def write_alpha(path: str | os.PathLike, alpha: np.ndarray, window: Window | None = None) -> None:
-    """Write a (H, W) alpha in [0, 1] as one channel "A": half-float EXR, 8-bit PNG/JPEG, 16-bit TIFF."""
+    """Write a (H, W) alpha (float, clipped to [0, 1]) as one channel "A" in the path's format:
+    half-float EXR, 8-bit PNG/JPEG, 16-bit TIFF/DPX. window: the data/display window to keep (EXR)."""
     path = os.fspath(path)
-    ext = Path(path).suffix.lower()
-    if ext not in ALPHA_FORMATS:
-        raise ValueError(f"{path}: alpha output must be one of {', '.join(ALPHA_FORMATS)}")
-    pixel_type, dtype = ALPHA_FORMATS[ext]
     a = np.clip(alpha.astype(np.float32, copy=False), 0.0, 1.0)
-    if np.dtype(dtype).kind == "u":
-        a = np.rint(a * np.iinfo(dtype).max)
-    _write_atomic(path, a.astype(dtype)[..., None], pixel_type, window, ["A"])
+    _write_atomic(path, a[..., None], window, ["A"])
 
 
 def write_rgb(path: str | os.PathLike, rgb: np.ndarray, window: Window | None = None) -> None:
-    """Write (H, W, 3) pixels: float data as half-float EXR (values as given, e.g. scene-linear),
-    uint8 / uint16 data as they are (PNG, TIFF, JPEG)."""
-    path = os.fspath(path)
-    types = {np.dtype(np.uint8): oiio.UINT8, np.dtype(np.uint16): oiio.UINT16}
-    pixel_type = types.get(rgb.dtype, oiio.HALF)
-    _write_atomic(path, np.ascontiguousarray(rgb), pixel_type, window, ["R", "G", "B"])
+    """Write (H, W, 3) pixels as R, G, B in the path's format (OUTPUT_FORMATS), e.g. an unmixed
+    foreground in the input's format. Float pixels: half-float EXR as given (scene-linear values above
+    1 kept), or clipped to [0, 1] and rounded to 8-bit PNG/JPEG or 16-bit TIFF/DPX; uint8 / uint16
+    pixels as they are. window: the data/display window to keep (EXR)."""
+    _write_atomic(os.fspath(path), rgb, window, ["R", "G", "B"])

@@ -24,6 +24,8 @@ def read_srgb(path: str | os.PathLike, colour_space: str = "") -> np.ndarray:
     return colour.convert(pixels.to_unit_float(img.pixels), space, colour.SRGB)
 
 
-def read_matte(path: str | os.PathLike) -> np.ndarray:
-    """(H, W) float32 alpha in [0, 1] from the first channel of an image file (grey stored as RGB works)."""
-    return np.clip(pixels.to_unit_float(images.read(path, 1).pixels[..., 0]), 0.0, 1.0)
+def read_matte(path: str | os.PathLike, channel: str = "") -> np.ndarray:
+    """(H, W) float32 alpha in [0, 1] from an image file, by the matte-channel rule of images.read:
+    `channel` when named ("A", "R", "Y", "mask.a", ...), else the file's alpha (an RGBA roto EXR),
+    else its only channel, else the luminance of R, G, B (grey stored as RGB works)."""
+    return np.clip(pixels.to_unit_float(images.read(path, 1, channel).pixels[..., 0]), 0.0, 1.0)
