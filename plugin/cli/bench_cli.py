@@ -5,7 +5,8 @@ start-up is what an artist waits for. Each call is run as a host runs it (the `m
 this environment, a new process, against a running server; the argument lists of plugin/host and
 plugin/nuke), and timed from spawn to exit: the median of --repeat runs after one warm-up run. One
 more run with PYTHONPROFILEIMPORTTIME=1 (what `python -X importtime` does) lists the heavy packages
-the process imported and the time its imports took. Never a timed test: figures only.
+the process imported and the time its imports took (in that run, so beside the medians it is only a
+rough share). Never a timed test: figures only.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def calls(address: str, folder: str) -> list[tuple[str, list[str], int]]:
           "--server", address, "--progress", "json"], 0),
         # a remote fine-tune is the other server-side job a host starts; without --server the command refuses
         # it before any call, which times its start-up and imports (a refused request would time the server)
-        ("finetune --remote (start-up: refused before any call)",
+        ("finetune --remote (start-up only)",
          ["finetune", "--remote", "--model", "bgm", "--name", "bench_cli", "--input", src, "--mattes", src,
           "--train-frames", "1", "--server", "", "--progress", "json"], 2),
         ("farm template matte", ["farm", "template", "matte", "--out", os.path.join(folder, "matte.json"),
@@ -121,10 +122,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"`mattebox` as host plugins call it, spawn to exit, median of {repeat} (min-max); "
               f"server {args.server or 'private, on loopback'}; goal for `models --server` < {GOAL_S} s")
-        print(f"  {'call':<48} {'median s':>8} {'min-max s':>13} {'imports s':>9}  heavy packages imported")
+        width = max(len(r["call"]) for r in rows)
+        print(f"  {'call':<{width}} {'median s':>8} {'min-max s':>13} {'imports s':>9}  heavy packages imported")
         for r in rows:
             spread = f"{r['min_s']:.3f}-{r['max_s']:.3f}"
             heavy = ", ".join(r["heavy_imports"]) or "none"
-            print(f"  {r['call']:<48} {r['median_s']:>8.3f} {spread:>13} {r['imports_s']:>9.3f}  {heavy}"
+            print(f"  {r['call']:<{width}} {r['median_s']:>8.3f} {spread:>13} {r['imports_s']:>9.3f}  {heavy}"
                   + ("" if r["ok"] else f"   FAILED: {r.get('error', '')}"))
     return 0 if all(r["ok"] for r in rows) else 1
