@@ -261,7 +261,7 @@ def test_nuke_farm_button_writes_a_template_openjd_accepts(comp, shot):
     params = json.loads((comp / f"comp.{node.name()}.matte.params.json").read_text())
     assert str(template) in node["status"].value()
     assert params == {"Input": str(shot / "src.####.exr"), "Background": str(shot / "plate.exr"),
-                      "Output": str(comp / "mattebox" / node.name() / "alpha.####.exr")}
+                      "Output": str(comp / "mattebox" / node.name() / "alpha.####.exr"), "AlignPlate": "false"}
     defaults = {p["name"]: p.get("default") for p in json.loads(template.read_text())["parameterDefinitions"]}
     assert (defaults["Model"], defaults["FrameRange"], defaults["ChunkSize"]) == ("difference", "1-4", 2)
     r = subprocess.run([openjd, "check", str(template)], capture_output=True, text=True, timeout=60)

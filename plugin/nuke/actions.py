@@ -23,7 +23,7 @@ def create():
 def refresh(node):
     """Refresh models: ask the server for its models (starting a local server when allowed)."""
     cfg = mnode.config_for(node)
-    mnode.set_status(node, "asking %s for its models" % cfg.server)
+    mnode.set_status(node, "asking %s for its models" % cfg.address())
     thread = threading.Thread(target=_refresh, args=(cfg, node.fullName()), daemon=True)
     thread.start()
     return thread
@@ -33,7 +33,7 @@ def _refresh(cfg, node_name):
     try:
         localserver.ensure(cfg)
         models = catalog.fetch(cfg)
-        text = "%d models on %s" % (len(models), cfg.server)
+        text = "%d models on %s" % (len(models), cfg.address())
     except (client.HostError, ConfigError) as err:
         models, text = None, str(err)
     nuke.executeInMainThread(_show_models, (node_name, models, text))

@@ -1,9 +1,13 @@
 """Which alpha frames are up to date: a key per frame (a hash of what its inputs depend on and of the
 matting settings), kept in mattebox-cache.json beside the alpha frames.
 
-A frame is redone when its alpha file is missing or its key changed, so a shot resumes after a
-crash or a cancel and a changed setting or input redoes exactly the frames it touches. A key is
-recorded only after the server reported the frame written (alpha files are written atomically).
+A frame is redone when one of its files (the alpha, and the foreground in the unmixed output mode) is
+missing or its key changed, so a shot resumes after a crash or a cancel and a changed setting or input
+redoes exactly the frames it touches. A key is recorded only after the server reported the frame
+written (output files are written atomically).
+
+Keys are computed on a job's thread (a Matte press reads the node graph through the main thread, then
+stats the frame files off it): see plugin.nuke.pixels.graph and describe.
 """
 import hashlib
 import json
@@ -34,11 +38,17 @@ class Manifest:
             self.keys = {}  # none yet, or unreadable: every frame is redone
 
     def alpha(self, frame):
-        return sequence.frame_path(os.path.join(self.folder, ALPHA_FILE), frame)
+        return self.file(ALPHA_FILE, frame)
 
-    def stale(self, keys):
-        """Frames of `keys` (frame -> key) whose alpha is missing or was made from other inputs/settings."""
-        return [f for f, k in sorted(keys.items()) if self.keys.get(str(f)) != k or not os.path.isfile(self.alpha(f))]
+    def file(self, pattern, frame):
+        """The file of `frame` for a pattern in the folder (ALPHA_FILE, FOREGROUND_FILE)."""
+        return sequence.frame_path(os.path.join(self.folder, pattern), frame)
+
+    def stale(self, keys, patterns=(ALPHA_FILE,)):
+        """Frames of `keys` (frame -> key) with a file of `patterns` missing, or made from other
+        inputs/settings."""
+        return [f for f, k in sorted(keys.items())
+                if self.keys.get(str(f)) != k or not all(os.path.isfile(self.file(p, f)) for p in patterns)]
 
     def record(self, frame, key_):
         """Remember that `frame`'s alpha on disk was made with `key_` (written atomically)."""

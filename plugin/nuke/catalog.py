@@ -11,7 +11,7 @@ def fetch(cfg):
     """Ask the server (a subprocess: call it off the main thread); remembered for cached()."""
     models = client.models(cfg)
     with _lock:
-        _cache[cfg.server] = models
+        _cache[cfg.address()] = models
     return models
 
 
@@ -23,13 +23,13 @@ def cached(server):
 
 def find(cfg, name):
     """The model dict called `name`: from the cache, else fetched; HostError when the server lacks it."""
-    for models in (cached(cfg.server), None):
+    for models in (cached(cfg.address()), None):
         for m in models if models is not None else fetch(cfg):
             if m["name"] == name:
                 return m
-    names = ", ".join(m["name"] for m in cached(cfg.server))
+    names = ", ".join(m["name"] for m in cached(cfg.address()))
     raise client.HostError("the server at %s has no model %r (it has: %s): press Refresh models and pick one"
-                           % (cfg.server, name, names))
+                           % (cfg.address(), name, names))
 
 
 def missing_inputs(model, connected):

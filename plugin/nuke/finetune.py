@@ -47,11 +47,13 @@ class Plan:
                 raise job.Refused("connect the %s input (%s)" % (mnode.INPUTS[index], what))
         self.first, self.last = mnode.frame_range(node)
         self.frames = gt_frames(node, self.first, self.last)
-        self.feeds = pixels.feeds(node, mnode.cache_dir(node), ("Source", "Plate", "GT"))
+        self.feeds = pixels.feeds(node, mnode.cache_dir(node), ("Source", "Plate", "GT"),
+                                  node["colour_space"].value().strip())
         default = re.sub(r"[^a-z0-9_-]+", "_", ("%s_%s" % (self.base, node.name())).lower())[:64]
         self.name = node["finetune_name"].value().strip() or default
         self.steps = int(node["finetune_steps"].value())
-        self.colour_space = node["colour_space"].value().strip()
+        self.colour_space = self.feeds["Source"].flag
+        self.matte_channel = self.feeds["GT"].channel
 
     def args(self):
         """`mattebox finetune --remote` arguments."""
@@ -67,6 +69,8 @@ class Plan:
             out += ["--background", self.feeds["Plate"].pattern]
         if self.colour_space:
             out += ["--colour-space", self.colour_space]
+        if self.matte_channel:
+            out += ["--matte-channel", self.matte_channel]
         return out
 
 

@@ -51,6 +51,8 @@ class Task:
         self.percent = 0.0
         self.message = "starting"
         self.losses = []          # (step, loss) of a fine-tune
+        self.notices = []         # the jobs' notices, each once
+        self.misaligned = {}      # frame -> why its clean plate could not be aligned
         self.failed = False
         self.cancelled = False
         self.job = None
@@ -120,6 +122,16 @@ class Task:
     def on_main(self, call, *args):
         """Run call(*args) on Nuke's main thread and wait for its result."""
         return nuke.executeInMainThreadWithResult(call, args)
+
+    def note(self, ran):
+        """Keep the notices and failed plate alignments of a finished client Job."""
+        self.notices += [n for n in ran.notices if n not in self.notices]
+        self.misaligned.update(ran.misaligned)
+
+    def with_warnings(self, text):
+        """The status text followed by the notices and failed alignments kept by note()."""
+        lines = client.warning_lines(self.notices, self.misaligned)
+        return text + "".join("\nnote: %s" % line for line in lines)
 
     def follow(self, args, on_event):
         """Run `mattebox ARGS` to its end, handing each JSON event to on_event; returns the Job."""

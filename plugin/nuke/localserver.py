@@ -9,7 +9,7 @@ _server = None       # client.LocalServer
 
 
 def ensure(cfg):
-    """Make sure a server answers at cfg.server, starting a local one when the settings allow it;
+    """Make sure a server answers at cfg.address(), starting a local one when the settings allow it;
     client.HostError says what to do otherwise. Slow when it starts one: call off the main thread."""
     global _server
     with _lock:
@@ -20,13 +20,13 @@ def ensure(cfg):
 
 
 def start(cfg):
-    """Start a local server at cfg.server (a loopback address) unless one answers there already."""
-    if not client.is_local(cfg.server):
+    """Start a local server at cfg.address() (a loopback address) unless one answers there already."""
+    if not client.is_local(cfg.address()):
         raise client.HostError("%s is not an address on this machine: a local server listens on 127.0.0.1:PORT"
-                               % cfg.server)
+                               % cfg.address())
     global _server
     with _lock:
-        if not client.reachable(cfg.server):
+        if not client.reachable(cfg.address()):
             stop_locked()
             _server = client.LocalServer(cfg)
 

@@ -1,10 +1,12 @@
 """The Matte button: matte the node's frames that are missing or out of date, as a background job.
 
-On the main thread the node is read into a plan (inputs as file patterns, a cache key per frame).
-The job's thread then makes sure a server answers, refuses a model whose required input is not
-connected, renders the inputs that are not plain Reads (back on the main thread), runs
-`mattebox matte` in path mode for each contiguous run of stale frames, records each finished frame,
-and finally points the node's internal Read at the alpha frames.
+On the main thread the node is read into a plan (its knobs, the inputs as file patterns with their
+colour space and matte channel). The job's thread then makes sure a server answers, refuses a model
+whose required input is not connected, computes a cache key per frame (walking the graph upstream,
+each node's knobs read on the main thread), renders the inputs that are not plain Reads (back on the
+main thread), runs `mattebox matte` in path mode for each contiguous run of stale frames, records each
+finished frame, and finally points the node's internal Reads at the alpha (and foreground) frames.
+The job's notices and the frames whose clean plate could not be aligned end up in the status knob.
 """
 import os
 
@@ -25,11 +27,24 @@ class Plan:
             raise job.Refused("connect the Source input (the shot to matte)")
         self.first, self.last = mnode.frame_range(node)
         self.folder = mnode.cache_dir(node)
-        self.feeds = pixels.feeds(node, self.folder, ("Source", "Plate", "Trimap"))
+        override = node["colour_space"].value().strip()
+        self.feeds = pixels.feeds(node, self.folder, ("Source", "Plate", "Trimap"), override)
+        self.unmixed = mnode.unmixed(node)
+        trimap = self.feeds.get("Trimap")
         self.settings = {"model": self.model, "steps": int(node["steps"].value()),
-                         "colour_space": node["colour_space"].value().strip()}
-        self.keys = {f: cache.key(self.settings, {n: feed.describe(f) for n, feed in self.feeds.items()})
+                         "colour_space": self.feeds["Source"].flag,
+                         "matte_channel": trimap.channel if trimap is not None else "",
+                         "align_plate": bool(mnode.value(node, "align_plate", False)) and "Plate" in self.feeds,
+                         "output_mode": mnode.value(node, "output_mode", mnode.SOURCE_ALPHA)}
+        self.patterns = (mnode.ALPHA_FILE, mnode.FOREGROUND_FILE) if self.unmixed else (mnode.ALPHA_FILE,)
+        self.keys = None  # frame -> cache key, computed on the job's thread by compute_keys()
+
+    def compute_keys(self, on_main=pixels._direct):
+        """The cache key of every frame (off the main thread: on_main runs the knob reads there)."""
+        trees = pixels.graphs(self.feeds, on_main)
+        self.keys = {f: cache.key(self.settings, {n: pixels.describe(t, f) for n, t in trees.items()})
                      for f in range(self.first, self.last + 1)}
+        return self.keys
 
     def args(self, first, last):
         """`mattebox matte` arguments for frames first-last."""
@@ -39,10 +54,16 @@ class Plan:
         for name, flag in (("Plate", "--background"), ("Trimap", "--trimap")):
             if name in self.feeds:
                 out += [flag, self.feeds[name].pattern]
+        if self.settings["matte_channel"]:
+            out += ["--matte-channel", self.settings["matte_channel"]]
         if self.settings["steps"]:
             out += ["--steps", str(self.settings["steps"])]
         if self.settings["colour_space"]:
             out += ["--colour-space", self.settings["colour_space"]]
+        if self.settings["align_plate"]:
+            out += ["--align-plate"]
+        if self.unmixed:
+            out += ["--foreground", os.path.join(self.folder, mnode.FOREGROUND_FILE)]
         return out
 
 
@@ -63,8 +84,10 @@ class MatteTask(job.Task):
         if missing:
             raise job.Refused("%s needs the %s input: connect it, or pick a model that does not need it"
                               % (plan.model, " and ".join(mnode.input_label(i) for i in missing)))
+        self.report(0, "checking which frames are up to date")
+        plan.compute_keys(self.on_main)
         manifest = cache.Manifest(plan.folder)
-        todo = manifest.stale(plan.keys)
+        todo = manifest.stale(plan.keys, plan.patterns)
         total = len(plan.keys)
         if not todo:
             self.shown = True
@@ -81,10 +104,13 @@ class MatteTask(job.Task):
                 manifest.record(event["frame"], plan.keys[event["frame"]])
                 done += 1
                 self.report(100.0 * done / len(todo), "frame %d done (%d of %d)" % (event["frame"], done, len(todo)))
+            elif event["event"] == "notice":
+                self.report(self.percent, "note: %s" % event["message"])
 
         for first, last in pixels.runs(todo):
             ran = self.follow(plan.args(first, last), on_event)
             errors += ran.errors
+            self.note(ran)
             if self.cancelled:
                 break
             if ran.returncode not in (0, 1) and not errors:
@@ -92,16 +118,18 @@ class MatteTask(job.Task):
         self.shown = True
         kept = total - len(todo) + done
         if self.cancelled:
-            return "cancelled: %d of %d frames done and kept; press Matte to do the rest" % (kept, total)
-        if errors:
+            text = "cancelled: %d of %d frames done and kept; press Matte to do the rest" % (kept, total)
+        elif errors:
             self.failed = True
-            return ("%d of %d frames done; %d failed (%s): fix that and press Matte to redo only the missing frames"
+            text = ("%d of %d frames done; %d failed (%s): fix that and press Matte to redo only the missing frames"
                     % (kept, total, len(todo) - done, errors[0]))
-        return "%d frames matted with %s (%d were up to date)" % (done, plan.model, total - len(todo))
+        else:
+            text = "%d frames matted with %s (%d were up to date)" % (done, plan.model, total - len(todo))
+        return self.with_warnings(text)
 
     def done(self, node):
         if self.shown:
-            mnode.show_alpha(node, self.plan.folder, self.plan.first, self.plan.last)
+            mnode.show_alpha(node, self.plan.folder, self.plan.first, self.plan.last, self.plan.unmixed)
 
 
 def start(node):

@@ -76,7 +76,7 @@ class Panel(QtWidgets.QWidget):
         self._ticks = 0
         layout = QtWidgets.QVBoxLayout(self)
 
-        self.health = QtWidgets.QLabel("checking %s" % self.cfg.server)
+        self.health = QtWidgets.QLabel("checking %s" % self.cfg.address())
         self.start_button = QtWidgets.QPushButton("Start local server")
         self.stop_button = QtWidgets.QPushButton("Stop local server")
         self.refresh_button = QtWidgets.QPushButton("Refresh")
@@ -119,7 +119,7 @@ class Panel(QtWidgets.QWidget):
         threading.Thread(target=self._check, args=(self.cfg,), daemon=True).start()
 
     def _check(self, cfg):
-        up, models, error = client.reachable(cfg.server), None, ""
+        up, models, error = client.reachable(cfg.address()), None, ""
         if up:
             try:
                 models = catalog.fetch(cfg)
@@ -129,7 +129,7 @@ class Panel(QtWidgets.QWidget):
         self._checking = False
 
     def start_server(self):
-        self.health.setText("starting a local server at %s" % self.cfg.server)
+        self.health.setText("starting a local server at %s" % self.cfg.address())
         threading.Thread(target=self._start, daemon=True).start()
 
     def _start(self):
@@ -146,12 +146,12 @@ class Panel(QtWidgets.QWidget):
 
     def show_server(self, up, models, error):
         if not up:
-            text = error or "no server answers at %s: press Start local server or run `mattebox serve`" % self.cfg.server
+            text = error or "no server answers at %s: press Start local server or run `mattebox serve`" % self.cfg.address()
         elif error:
             text = error
         else:
             devices = sorted({m["device"] for m in models})
-            text = "%s: up, %d models, device %s" % (self.cfg.server, len(models), ", ".join(devices) or "?")
+            text = "%s: up, %d models, device %s" % (self.cfg.address(), len(models), ", ".join(devices) or "?")
         self.health.setText(text)
         self.stop_button.setEnabled(localserver.running())
         self.start_button.setEnabled(not up)

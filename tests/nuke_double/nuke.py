@@ -226,10 +226,12 @@ _EXPRESSION = re.compile(r"(!?)parent\.(\w+)")
 
 
 def _evaluate(expression, node):
+    """`parent.KNOB` / `!parent.KNOB`; an Enumeration is its item's index in an expression, as in Nuke."""
     m = _EXPRESSION.fullmatch(expression.strip())
     if not m:
         raise NotImplementedError("the Nuke double evaluates only 'parent.KNOB' and '!parent.KNOB', not %r" % expression)
-    value = node.parent()[m.group(2)].value()
+    knob = node.parent()[m.group(2)]
+    value = knob.values().index(knob.value()) if isinstance(knob, Enumeration_Knob) else knob.value()
     return (not value) if m.group(1) else value
 
 
@@ -237,10 +239,16 @@ def _evaluate(expression, node):
 
 
 _DISABLE = ("disable", Boolean_Knob, False)
+#: colour space names a Read offers (nuke-default LUTs, defaults by file type, OCIO ACES/cg-config names)
+_COLORSPACES = ["default", "default (linear)", "default (sRGB)", "default (Cineon)", "linear", "sRGB", "rec709",
+                "Cineon", "Gamma1.8", "Gamma2.2", "Gamma2.4", "Panalog", "REDLog", "ViperLog", "AlexaV3LogC",
+                "PLogLin", "SLog", "raw", "ACES - ACES2065-1", "ACES - ACEScg", "ACES - ACEScc", "ACES - ACEScct",
+                "Utility - sRGB - Texture", "Utility - Raw", "ACEScg", "ACEScct", "scene_linear"]
 #: class -> its knobs (name, knob class, default; an Enumeration's default is its items)
 _CLASSES = {
     "Read": [("file", File_Knob, ""), ("first", Int_Knob, 1), ("last", Int_Knob, 1), ("frame", String_Knob, ""),
              ("on_error", Enumeration_Knob, ["error", "black", "checkerboard", "nearest frame"]),
+             ("colorspace", Enumeration_Knob, _COLORSPACES),
              ("raw", Boolean_Knob, False), ("reload", Script_Knob, ""), _DISABLE],
     "Write": [("file", File_Knob, ""), ("file_type", Enumeration_Knob, [" ", "dpx", "exr", "jpeg", "png", "tiff"]),
               ("channels", ChannelMask_Knob, "rgb"), ("raw", Boolean_Knob, False),
@@ -249,12 +257,17 @@ _CLASSES = {
     "Premult": [_DISABLE],
     "Grade": [("multiply", Double_Knob, 1.0), _DISABLE],
     "Dot": [],
+    "Switch": [("which", Int_Knob, 0), _DISABLE],
     "Input": [("number", Int_Knob, 0)],
     "Output": [],
     "Group": [],
-    "Root": [("first_frame", Int_Knob, 1), ("last_frame", Int_Knob, 100)],
+    "Root": [("first_frame", Int_Knob, 1), ("last_frame", Int_Knob, 100),
+             ("workingSpaceLUT", Enumeration_Knob, _COLORSPACES[4:]), ("floatLut", Enumeration_Knob, _COLORSPACES[4:]),
+             ("int8Lut", Enumeration_Knob, _COLORSPACES[5:]), ("int16Lut", Enumeration_Knob, _COLORSPACES[5:]),
+             ("logLut", Enumeration_Knob, _COLORSPACES[7:])],
 }
-_INPUTS = {"Read": 0, "Write": 1, "Copy": 2, "Premult": 1, "Grade": 1, "Dot": 1, "Input": 0, "Output": 1, "Root": 0}
+_INPUTS = {"Read": 0, "Write": 1, "Copy": 2, "Premult": 1, "Grade": 1, "Dot": 1, "Switch": 64, "Input": 0,
+           "Output": 1, "Root": 0}
 
 
 class Node:
@@ -353,6 +366,31 @@ class Node:
         knob = self._knobs.get("disable")
         return knob is not None and knob.value()
 
+    def channels(self):
+        """The channels this node outputs ("rgba.red", ...): a Read's file's, a Copy adds its target, the
+        other nodes pass their first input's on (a Switch: the chosen input's)."""
+        cls = self._class
+        if cls == "Read":
+            path = _frame_file(self["file"].value(), self["first"].value())
+            spec = oiio.ImageInput.open(path) if os.path.isfile(path) else None
+            if spec is None:
+                return []
+            names = spec.spec().channelnames
+            spec.close()
+            if len(names) == 1 and _channel(names[0]) != "rgba.alpha":
+                return _ORDER[:3]  # a greyscale file is read into r, g and b
+            return sorted({_channel(n) for n in names} - {None}, key=_ORDER.index)
+        if cls == "Input":
+            upstream = self._parent.input(self["number"].value())
+        elif cls == "Switch":
+            upstream = self.input(self["which"].value())
+        else:
+            upstream = self.input(0)
+        found = set(upstream.channels()) if upstream is not None else set()
+        if cls == "Copy" and not self._disabled():
+            found.add(self["to0"].value())
+        return sorted(found, key=_ORDER.index)
+
 
 class Group(Node):
     def begin(self):
@@ -383,6 +421,10 @@ class Group(Node):
     def _range(self):
         out = [n for n in self._children if n.Class() == "Output"]
         return out[0]._range() if out else Node._range(self)
+
+    def channels(self):
+        out = [n for n in self._children if n.Class() == "Output"]
+        return out[0].channels() if out else []
 
 
 class Root(Group):
@@ -484,6 +526,15 @@ def _frame_file(pattern, frame):
     return pattern[:m.start()] + "%0*d" % (width, frame) + pattern[m.end():]
 
 
+_ORDER = ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"]
+
+
+def _channel(name):
+    """The Nuke channel a file channel is read into (None: not one of rgba)."""
+    key = name.split(".")[-1].upper()
+    return _ORDER["RGBA".index(key)] if key in ("R", "G", "B", "A") else None
+
+
 def _read(path):
     """(H, W, 4) float32 rgba from a file: R, G, B and A channels by name (a lone channel is A if named so)."""
     buf = oiio.ImageBuf(path)
@@ -520,9 +571,11 @@ def _pixels(node, frame):
         return _pixels(node._parent.input(node["number"].value()), frame)
     if cls == "Group":
         return _pixels([n for n in node._children if n.Class() == "Output"][0], frame)
+    if cls == "Switch":
+        return _pixels(node.input(min(max(node["which"].value(), 0), node.inputs() - 1)), frame)
     src = node.input(0)
     px = _pixels(src, frame) if src is not None else None
-    if cls in ("Dot", "Output"):
+    if cls in ("Dot", "Output") or px is None:
         return px
     if cls == "Grade":
         out = px.copy()
