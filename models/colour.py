@@ -3,8 +3,10 @@
 EXR plates are scene-linear; networks and classical solvers expect display-referred pixels in [0, 1]
 (sRGB unless a job names another display space). Alpha is never colour-converted.
 
-SCENE_LINEAR is the configuration's `scene_linear` role: in OpenImageIO 3.x's built-in configuration
-(the OpenColorIO CG config, ocio://default) that is ACEScg. Linear Rec.709 is LINEAR_REC709.
+SCENE_LINEAR ("scene_linear") is what Mattebox takes an untagged float file to be: linear light with
+Rec.709 primaries, the default working space of Nuke and Blender. OpenImageIO 3.x's built-in
+configuration (the OpenColorIO CG config, ocio://default) maps its `scene_linear` role to ACEScg, so
+this module resolves the name to LINEAR_REC709 itself; ACES plates say ACEScg (or are tagged so).
 Cineon (Kodak printing-density log, what log DPX scans hold) is not in that configuration; this module
 decodes it itself to linear Rec.709 with Nuke's Cineon curve.
 """
@@ -27,6 +29,10 @@ LINEAR_SPACES = ("ACEScg", "ACES2065-1", LINEAR_REC709, "lin_p3d65_scene", "lin_
 #: value over the film's negative gamma
 _CINEON_BLACK, _CINEON_WHITE, _CINEON_STEP = 95.0, 685.0, 0.002 / 0.6
 _CINEON_OFFSET = 10.0 ** ((_CINEON_BLACK - _CINEON_WHITE) * _CINEON_STEP)
+
+
+#: names this module resolves itself before asking OpenColorIO
+_ALIASES = {SCENE_LINEAR: LINEAR_REC709}
 
 
 @lru_cache(maxsize=1)
@@ -59,8 +65,8 @@ def declared(name: str) -> str:
     for any other space it knows (`lin_ap1_scene` -> "ACEScg"); CINEON as it is; "" for "" or a name
     the configuration does not know (the caller then applies its default).
     """
-    if name == CINEON:
-        return CINEON
+    if name == CINEON or name in _ALIASES:
+        return name
     if not name or not _known(name):
         return ""
     return SRGB if _config().equivalent(name, SRGB) else _config().resolve(name)
@@ -80,23 +86,31 @@ def from_chromaticities(chroma) -> str:
 def convert(rgb: np.ndarray, src: str, dst: str) -> np.ndarray:
     """(H, W, 3) float32 in `src` -> (H, W, 3) float32 in `dst`.
 
-    When `dst` is not SCENE_LINEAR (display spaces, the only ones models use) the result is clipped to
-    [0, 1], the range models are trained on; scene-linear highlights above 1 therefore become 1.
+    When `dst` is not a linear space (display spaces, the only ones models use) the result is clipped
+    to [0, 1], the range models are trained on; scene-linear highlights above 1 therefore become 1.
     CINEON pixels are code values / 1023 in [0, 1].
     """
-    if src == dst:
-        return np.clip(rgb, 0.0, 1.0) if dst != SCENE_LINEAR else rgb
+    if _ALIASES.get(src, src) == _ALIASES.get(dst, dst):
+        return rgb if _linear(dst) else np.clip(rgb, 0.0, 1.0)
     if src == CINEON:
         return convert(_cineon_to_linear(rgb), LINEAR_REC709, dst)
     if dst == CINEON:
         return np.clip(_linear_to_cineon(_ocio(rgb, src, LINEAR_REC709)), 0.0, 1.0)
     px = _ocio(rgb, src, dst)
-    return px if dst == SCENE_LINEAR else np.clip(px, 0.0, 1.0, out=px)
+    return px if _linear(dst) else np.clip(px, 0.0, 1.0, out=px)
+
+
+@lru_cache(maxsize=64)
+def _linear(name: str) -> bool:
+    """Whether `name` is a scene-linear space (values above 1 are light, not to be clipped)."""
+    resolved = _config().resolve(_ALIASES.get(name, name))
+    return resolved in {_config().resolve(n) for n in LINEAR_SPACES + ("linear",)}
 
 
 def _ocio(rgb: np.ndarray, src: str, dst: str) -> np.ndarray:
     """(H, W, 3) float32 `src` -> `dst` through OpenColorIO, unclipped."""
-    out = oiio.ImageBufAlgo.colorconvert(oiio.ImageBuf(np.ascontiguousarray(rgb, np.float32)), src, dst)
+    out = oiio.ImageBufAlgo.colorconvert(oiio.ImageBuf(np.ascontiguousarray(rgb, np.float32)),
+                                         _ALIASES.get(src, src), _ALIASES.get(dst, dst))
     if out.has_error:
         raise ValueError(f"cannot convert colour from {src!r} to {dst!r}: {out.geterror()}")
     return out.get_pixels(oiio.FLOAT)

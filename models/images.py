@@ -32,8 +32,6 @@ OUTPUT_FORMATS = {
     ".jpg": (oiio.UINT8, np.uint8),
     ".jpeg": (oiio.UINT8, np.uint8),
 }
-#: the formats an alpha output may have (the server checks output paths against it)
-ALPHA_FORMATS = OUTPUT_FORMATS
 
 #: DPX transfer characteristics that mean Cineon printing-density log
 _LOG_TRANSFERS = ("Logarithmic", "Printing density")

@@ -9,13 +9,13 @@ Rules (see models/images.py for the channel, data-window and colour-space rules 
 - the image is read as RGB; the trimap from `matte_channel` ("" = the file's alpha, else its only
   channel, else luminance); the plate as RGB;
 - a trimap or plate whose data window differs from the image's is cropped or padded into the
-  image's data window (a Nuke bbox against a full-frame plate), zeros outside its own window;
+  image's data window (a Nuke bbox against a full-frame plate); a trimap is background outside its
+  own window, a plate must cover the image's (there is nothing to key against elsewhere);
 - a pattern without a frame token (a still plate, one trimap) is read once per job (`stills`);
 - outputs (alpha, and the foreground when asked) keep the image's data and display windows.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -53,10 +53,6 @@ class JobFiles:
     colour_space: str = ""
     stills: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def sources(self) -> list[str]:
-        """The input patterns the job reads."""
-        return [p for p in (self.input, self.trimap, self.background) if p]
-
     def outputs(self, frame: int) -> list[str]:
         """The files a frame writes: its alpha, then its foreground when the job writes one."""
         return [sequence.frame_path(p, frame) for p in (self.output, self.foreground) if p]
@@ -69,8 +65,11 @@ class JobFiles:
         for role, pattern in ((TRIMAP, self.trimap), (BACKGROUND, self.background)):
             if pattern:
                 img = self._read(role, pattern, frame, check)
-                same = img.window == src.window and img.pixels.shape[:2] == src.pixels.shape[:2]
-                placed = img.pixels if same else images.fit(img, src.window, src.pixels.shape[:2])
+                name = f"the {role} {sequence.frame_path(pattern, frame)}"
+                if role == BACKGROUND and not _covers(img.window, src.window):
+                    raise ValueError(f"{name} has a data window (bbox) {_box(img.window)} that does not cover the "
+                                     f"image's {_box(src.window)}: render the clean plate full frame")
+                placed = images.fit(img, src.window, name)
                 arrays[role] = placed[..., 0] if role == TRIMAP else placed
                 spaces[role] = self.colour_space or img.colour_space
         for role, a in arrays.items():
@@ -88,7 +87,7 @@ class JobFiles:
 
     def _read_file(self, role: str, path: str) -> images.Image:
         if role == TRIMAP:
-            return images.read(path, 1, **({"channel": self.matte_channel} if self.matte_channel else {}))
+            return images.read(path, 1, channel=self.matte_channel)
         return images.read(path, 3)
 
     def complete(self, frame: int, check: Check = str) -> bool:
@@ -113,7 +112,10 @@ class JobFiles:
         return paths
 
 
-def folders(files: JobFiles) -> list[str]:
-    """The folders a job reads and writes (absolute), for a server that must allow them."""
-    found = [os.path.dirname(os.path.abspath(p)) for p in files.sources() + [files.output, files.foreground] if p]
-    return sorted(set(found))
+def _covers(outer: images.Window, inner: images.Window) -> bool:
+    return (outer.x <= inner.x and outer.y <= inner.y and outer.x + outer.width >= inner.x + inner.width
+            and outer.y + outer.height >= inner.y + inner.height)
+
+
+def _box(w: images.Window) -> str:
+    return f"{w.width}x{w.height}+{w.x}+{w.y}"

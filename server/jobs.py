@@ -99,8 +99,8 @@ class Job:
             if not pattern and name == "foreground":
                 continue
             ext = os.path.splitext(pattern)[1].lower()
-            if ext not in images.ALPHA_FORMATS:
-                raise frames.invalid(f"{name} {pattern!r} must end in one of {', '.join(images.ALPHA_FORMATS)}")
+            if ext not in images.OUTPUT_FORMATS:
+                raise frames.invalid(f"{name} {pattern!r} must end in one of {', '.join(images.OUTPUT_FORMATS)}")
             if r.last > r.first and not sequence.has_frame_token(pattern):
                 raise frames.invalid(f"{name} {pattern!r} has no frame token (####, %04d or $F4) for a "
                                      f"{r.last - r.first + 1}-frame range")
