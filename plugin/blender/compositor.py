@@ -1,4 +1,10 @@
-"""The scene compositor, on Blender 5 and 4.x: source + alpha sequence -> Set Alpha -> output.
+"""The scene compositor, on Blender 5 and 4.x: colour + alpha sequence -> Set Alpha (Apply Mask) -> output.
+
+Blender's compositor works in premultiplied RGBA, so the output is premultiplied: the colour times the
+alpha, with the alpha as its alpha (Set Alpha's Apply Mask mode; its Replace Alpha mode would give
+straight RGB, which an Alpha Over adds on top of the background: the whole plate shows). The colour
+is the unmixed foreground the server wrote when there is one (straight RGB without the old
+background's colour at soft edges), else the source.
 
 Blender 5 keeps the tree in scene.compositing_node_group (a node group, created here when missing)
 and outputs through a Group Output node with an "Image" socket; Blender 4.2-4.5 keep it in
@@ -9,7 +15,7 @@ from __future__ import annotations
 
 import bpy
 
-SOURCE, ALPHA, SET_ALPHA = "Mattebox Source", "Mattebox Alpha", "Mattebox Set Alpha"
+SOURCE, ALPHA, FOREGROUND, SET_ALPHA = "Mattebox Source", "Mattebox Alpha", "Mattebox Foreground", "Mattebox Set Alpha"
 _BLENDER5 = bpy.app.version >= (5, 0, 0)
 
 
@@ -65,9 +71,10 @@ def show_frames(node, first: int, last: int, at: int | None = None) -> None:
 
 
 def wire(scene: bpy.types.Scene, source, alpha: bpy.types.Image, first: int, last: int,
-         clip_start: int = 1) -> bpy.types.NodeTree:
-    """Source (Image or MovieClip) with `alpha` (file frames first..last) as its alpha, to the
-    compositor output. clip_start: the file frame a MovieClip shows as its frame 1."""
+         clip_start: int = 1, foreground: bpy.types.Image | None = None) -> bpy.types.NodeTree:
+    """Source (Image or MovieClip) times `alpha` (file frames first..last), premultiplied, to the
+    compositor output; with `foreground` (the unmixed foreground frames, straight RGB) that instead of
+    the source's colour. clip_start: the file frame a MovieClip shows as its frame 1."""
     node_tree = tree(scene)
     at = first
     if isinstance(source, bpy.types.MovieClip):
@@ -81,20 +88,31 @@ def wire(scene: bpy.types.Scene, source, alpha: bpy.types.Image, first: int, las
     matte = _node(node_tree, "CompositorNodeImage", ALPHA)
     matte.image = alpha
     show_frames(matte, first, last, at)
+    colour = src
+    if foreground is not None:
+        foreground.alpha_mode = "NONE"  # RGB only: the alpha comes from the matte
+        colour = _node(node_tree, "CompositorNodeImage", FOREGROUND)
+        colour.image = foreground
+        show_frames(colour, first, last, at)
+    elif node_tree.nodes.get(FOREGROUND) is not None:  # an earlier run's: this one has no foreground
+        node_tree.nodes.remove(node_tree.nodes[FOREGROUND])
     set_alpha = _node(node_tree, "CompositorNodeSetAlpha", SET_ALPHA)
-    _replace_alpha(set_alpha)
-    node_tree.links.new(src.outputs["Image"], set_alpha.inputs["Image"])
+    _apply_mask(set_alpha)
+    node_tree.links.new(colour.outputs["Image"], set_alpha.inputs["Image"])
     node_tree.links.new(matte.outputs["Alpha"], set_alpha.inputs["Alpha"])
     node_tree.links.new(set_alpha.outputs["Image"], output_socket(node_tree))
-    for i, node in enumerate((src, matte)):
-        node.location = (-600, 200 - 350 * i)
+    for i, node in enumerate((src, matte, colour if colour is not src else None)):
+        if node is not None:
+            node.location = (-600, 200 - 350 * i)
     set_alpha.location = (-250, 100)
     return node_tree
 
 
-def _replace_alpha(node) -> None:
-    """Set Alpha replaces the alpha (the default multiplies it in): a menu socket on 5, a property on 4.x."""
+def _apply_mask(node) -> None:
+    """Set Alpha multiplies the colour (RGB and A) by the alpha input: premultiplied RGB times the matte.
+    Blender 5 has it as the "Type" menu socket ("Apply Mask" / "Replace Alpha"); 4.x as the node's
+    `mode` property ('APPLY' / 'REPLACE_ALPHA')."""
     if "Type" in node.inputs:
-        node.inputs["Type"].default_value = "Replace Alpha"
+        node.inputs["Type"].default_value = "Apply Mask"
     else:
-        node.mode = "REPLACE_ALPHA"
+        node.mode = "APPLY"

@@ -1,5 +1,7 @@
-"""Operators: mattebox.matte (modal with a UI: timer-driven progress, ESC cancels; synchronous in
-background mode, where no timer ticks), mattebox.cancel and mattebox.refresh.
+"""Operators: mattebox.matte (modal with a UI: timer-driven steps and progress, ESC cancels;
+synchronous in background mode, where no timer ticks), mattebox.cancel and mattebox.refresh (modal with
+a UI: the models are listed, and a local server started, on a worker thread; in background mode the
+same thread, joined).
 
 Problems are reported with self.report({'ERROR'}, ...) and kept as the panel's last error; an
 unexpected one also prints its traceback to the system console.
@@ -11,9 +13,9 @@ import time
 import traceback
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import matting, preferences
+from . import matting, preferences, settings
 from .host.client import HostError
 from .host.config import ConfigError
 from .state import STATE
@@ -51,6 +53,10 @@ class MATTEBOX_OT_matte(bpy.types.Operator):
     frame_end: IntProperty(name="End", default=-1, description="Last frame (before Start: every frame of the source)")
     output_dir: StringProperty(name="Output", subtype="DIR_PATH",
                                description="Folder for the alpha frames (empty: mattebox/ next to the .blend)")
+    align_plate: BoolProperty(name="Align plate", description=settings.ALIGN_PLATE)
+    matte_channel: EnumProperty(name="Trimap channel", items=settings.CHANNEL_ITEMS, default="AUTO",
+                                description=settings.MATTE_CHANNEL)
+    foreground: BoolProperty(name="Unmixed foreground", description=settings.FOREGROUND)
 
     def _start(self, context) -> matting.Run:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(matting.Request)}
@@ -64,7 +70,8 @@ class MATTEBOX_OT_matte(bpy.types.Operator):
             return _fail(self, err)
         try:
             while (result := run.step(context)) is None:
-                time.sleep(0.1)
+                if run.waiting:
+                    time.sleep(0.05)
         except BaseException as err:
             run.abandon()
             if not isinstance(err, Exception):
@@ -138,15 +145,53 @@ class MATTEBOX_OT_refresh(bpy.types.Operator):
     bl_label = "Refresh"
     bl_description = "Ask the Mattebox server for its models (starting a local server when allowed)"
 
+    def _begin(self, context):
+        self._cfg = preferences.settings(context)
+        self._task = STATE.refresh_task(self._cfg)
+
     def execute(self, context):
+        """Background mode or a script: the same worker thread, waited for."""
         try:
-            STATE.refresh(preferences.settings(context))
+            self._begin(context)
         except Exception as err:
             return _fail(self, err)
-        STATE.last_error = ""
-        self.report({"INFO"}, f"Mattebox: {STATE.status}")
+        self._task.join()
+        return self._done(context)
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            self._begin(context)
+        except Exception as err:
+            return _fail(self, err)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        _redraw(context)  # the panel says it is asking
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER" or not self._task.done:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._done(context)
+
+    def cancel(self, context):
+        context.window_manager.event_timer_remove(self._timer)  # the thread ends on its own
+
+    def _done(self, context) -> set:
+        """Main thread: keep the models the thread fetched, report how it went."""
+        try:
+            STATE.finish_refresh(self._cfg, self._task)
+        except Exception as err:
+            result = _fail(self, err)
+        else:
+            STATE.last_error = ""
+            self.report({"INFO"}, f"Mattebox: {STATE.status}")
+            result = {"FINISHED"}
         _redraw(context)
-        return {"FINISHED"}
+        return result
 
 
 _CLASSES = (MATTEBOX_OT_matte, MATTEBOX_OT_cancel, MATTEBOX_OT_refresh)

@@ -1,5 +1,6 @@
 """The Mattebox panel in the sidebars (N) of the Compositor and the Movie Clip editor: server status,
-model and the inputs it needs, source, plate, trimap, frames, output, Matte / Cancel, last error."""
+model and the inputs it needs, source, plate (align), trimap (channel), frames, output (unmixed foreground),
+Matte / Cancel, last error."""
 from __future__ import annotations
 
 import textwrap
@@ -22,6 +23,9 @@ def _matte_button(layout, settings) -> None:
     op.model = chosen_model(settings)
     op.frame_start, op.frame_end = (0, -1) if settings.whole_source else (settings.frame_start, settings.frame_end)
     op.output_dir = settings.output_dir
+    op.align_plate = settings.align_plate
+    op.matte_channel = settings.matte_channel
+    op.foreground = settings.foreground
 
 
 class _MatteboxPanel:
@@ -45,13 +49,18 @@ class _MatteboxPanel:
         layout.prop(settings, "source", expand=True)
         layout.prop(settings, "image" if settings.source == "IMAGE" else "clip")
         layout.prop(settings, "plate")
+        if settings.plate and (model is None or "background" in model["inputs"]):
+            layout.prop(settings, "align_plate")
         layout.prop(settings, "trimap")
+        if settings.trimap and (model is None or "trimap" in model["inputs"]):
+            layout.prop(settings, "matte_channel")
         layout.prop(settings, "whole_source")
         if not settings.whole_source:
             row = layout.row(align=True)
             row.prop(settings, "frame_start")
             row.prop(settings, "frame_end")
         layout.prop(settings, "output_dir")
+        layout.prop(settings, "foreground")
 
         if STATE.run is not None:
             layout.label(text=STATE.run.describe())
@@ -59,10 +68,15 @@ class _MatteboxPanel:
         else:
             _matte_button(layout, settings)
 
+        width = max(20, context.region.width // 7)
+        if STATE.last_warnings:
+            box = layout.box()
+            for warning in STATE.last_warnings:
+                for i, line in enumerate(textwrap.wrap(warning, width)):
+                    box.label(text=line, icon="INFO" if i == 0 else "BLANK1")
         if STATE.last_error:
             box = layout.box()
             box.alert = True
-            width = max(20, context.region.width // 7)
             for i, line in enumerate(textwrap.wrap(STATE.last_error, width)):
                 box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
 

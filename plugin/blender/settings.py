@@ -1,11 +1,22 @@
 """The panel's choices, saved with each scene (scene.mattebox): source, plate, trimap, model, frame
-range and output folder. The Matte button hands them to the mattebox.matte operator."""
+range, output folder and the options (align a hand-held plate, the trimap's channel, the unmixed
+foreground). The Matte button hands them to the mattebox.matte operator."""
 from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
 from .state import STATE
+
+ALIGN_PLATE = ("The clean plate was shot hand-held: align it to each frame before matting (frames where "
+               "that fails are reported, and matted with the plate as it is)")
+MATTE_CHANNEL = "Channel of the trimap image that holds the trimap"
+FOREGROUND = ("Also write the unmixed foreground (straight RGB without the old background's colour at soft "
+              "edges) and composite it instead of the source")
+CHANNEL_ITEMS = [("AUTO", "Auto", "The file's alpha if it has one, else its only channel, else luminance"),
+                 ("ALPHA", "Alpha", "The alpha channel"), ("RED", "Red", "The red channel"),
+                 ("GREEN", "Green", "The green channel"), ("BLUE", "Blue", "The blue channel"),
+                 ("LUMINANCE", "Luminance", "The luminance of the RGB channels")]
 
 
 def _model_items(self, context):
@@ -39,6 +50,9 @@ class MatteboxSettings(bpy.types.PropertyGroup):
     frame_end: IntProperty(name="End", default=1)
     output_dir: StringProperty(name="Output", subtype="DIR_PATH",
                                description="Folder for the alpha frames (empty: mattebox/ next to the .blend)")
+    align_plate: BoolProperty(name="Align plate (hand-held)", default=False, description=ALIGN_PLATE)
+    matte_channel: EnumProperty(name="Trimap channel", items=CHANNEL_ITEMS, default="AUTO", description=MATTE_CHANNEL)
+    foreground: BoolProperty(name="Unmixed foreground", default=False, description=FOREGROUND)
 
 
 def chosen_model(settings: MatteboxSettings) -> str:

@@ -1,8 +1,9 @@
 """`mattebox plugin blender`: build the Blender extension zip, and install it into a Blender.
 
-The zip holds plugin/blender/* and a copy of plugin/host/ as the extension's subpackage host/ (the
-extension imports `from .host import client, config`): standard-library Python that runs on
-Blender's own interpreter, nothing else.
+The zip holds plugin/blender/*, a copy of plugin/host/ as the extension's subpackage host/ (the
+extension imports `from .host import client, config`) and a copy of models/sequence.py, the project's
+one frame-pattern module, as the extension's sequence.py (`from . import sequence`): standard-library
+Python that runs on Blender's own interpreter, nothing else.
 
     mattebox plugin blender --zip mattebox.zip          build the zip
     mattebox plugin blender --install [--blender EXE]   build dist/mattebox-blender-VERSION.zip and run
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "plugin" / "blender"
 HOST = ROOT / "plugin" / "host"
+SEQUENCE = ROOT / "models" / "sequence.py"
 
 #: where Blender usually lives when it is not on PATH (newest version first after sorting)
 _USUAL_PLACES = ("/Applications/Blender.app/Contents/MacOS/Blender", "/snap/bin/blender",
@@ -49,6 +51,7 @@ def build(path: str | os.PathLike) -> Path:
     files = [(f, f.relative_to(EXTENSION).as_posix()) for f in sorted(EXTENSION.rglob("*"))
              if f.is_file() and "__pycache__" not in f.parts]
     files += [(f, f"host/{f.name}") for f in sorted(HOST.glob("*.py"))]
+    files += [(SEQUENCE, "sequence.py")]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for file, name in files:
             z.write(file, name)

@@ -1,7 +1,9 @@
 """A user's session in real Blender (bpy 5.0 as a module, run by tests/test_blender.py): install the
 Mattebox extension from its zip, set its preferences, load a shot, matte it in several ways (image
-sequence, painted trimap, movie, clip), hit the errors a user can hit, draw the panel, drive a run's
-step logic directly, turn the add-on off and on, and let it start a local server.
+sequence, painted trimap, movie, clip), with the options (unmixed foreground, plate alignment, trimap
+channel, colour spaces), hit the errors a user can hit, draw the panel, drive a run's step logic
+directly (progress, cancel, continuing a stopped run), refresh on a worker thread, turn the add-on off
+and on, and let it start a local server.
 
     python session.py PARAMS.json     PARAMS: zip, server, dead_server, shot paths, output folders
 Prints one JSON object (the last stdout line) with what it saw; the test checks it and the files.
@@ -34,11 +36,49 @@ def ext(module: str):
 
 
 def matte(*args, **kw) -> dict:
-    """Call the operator as a script would; {"result": ...} or {"error": the reported message}."""
+    """Call the operator as a script would; {"result": ...} or {"error": the reported message}. The
+    command it started (if any) goes to SEEN["commands"][output folder's name]."""
+    state = ext("state").STATE
+    state.last_command = []
     try:
-        return {"result": sorted(bpy.ops.mattebox.matte(*args, **kw))}
+        got = {"result": sorted(bpy.ops.mattebox.matte(*args, **kw))}
     except RuntimeError as err:
-        return {"error": str(err), "last_error": ext("state").STATE.last_error}
+        got = {"error": str(err), "last_error": state.last_error}
+    if state.last_command and "output_dir" in kw:
+        SEEN["commands"][os.path.basename(kw["output_dir"])] = state.last_command
+    return got
+
+
+REPORTS: list = []  # [level, text] of the runs started with start()
+
+
+def report(level, text) -> None:
+    REPORTS.append([sorted(level)[0], text])
+
+
+def follow(run, stop_after_first: bool = False) -> dict:
+    """Step a run as the modal operator's timer does, recording its stages; cancel after the first frame."""
+    state = ext("state").STATE
+    percents, stages, result = [], [], None
+    while result is None:
+        result = run.step(bpy.context)
+        stages.append(run.stage + (" waiting" if run.waiting else ""))
+        percents.append(run.percent)
+        if stop_after_first and run.frames and not run.job.cancelled:
+            run.cancel()
+        if run.waiting:
+            time.sleep(0.02)
+    SEEN["commands"][os.path.basename(os.path.dirname(run.output))] = run.job.command if run.job else []
+    return {"result": sorted(result), "percents": percents, "frames": run.frames, "kept": run.kept,
+            "idle": state.run is None,
+            "scratch_left": bool(run.scratch) and os.path.exists(run.scratch),
+            "stages": [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s],
+            "export_steps": sum(1 for s in stages if s == "export"), "warnings": list(state.last_warnings)}
+
+
+def start(**kw):
+    """A run of the extension's own step logic (what the modal operator drives), reports to REPORTS."""
+    return ext("matting").start(bpy.context, ext("matting").Request(**kw), report)
 
 
 def install() -> None:
@@ -55,6 +95,17 @@ def load_shot() -> None:
     src = bpy.data.images.load(P["source_first"])
     src.name, src.source = "shot", "SEQUENCE"
     bpy.data.images.load(P["plate"]).name = "plate"
+    # the shot and its plate from an ACES pipeline; Blender's guess, then the user's setting
+    aces = bpy.data.images.load(P["aces_first"])
+    aces.name, aces.source = "shot_aces", "SEQUENCE"
+    plate_aces = bpy.data.images.load(P["plate_aces"])
+    plate_aces.name = "plate_aces"
+    SEEN["aces_guessed"] = [aces.colorspace_settings.name, plate_aces.colorspace_settings.name]
+    aces.colorspace_settings.name = plate_aces.colorspace_settings.name = "ACEScg"
+    bpy.data.images.load(P["flat_plate"]).name = "flat plate"
+    bpy.data.images.load(P["roto_red"]).name = "roto red"     # trimap in red, something else in alpha
+    bpy.data.images.load(P["trimap_png"]).name = "trimap png"  # trimap in the alpha of an RGBA PNG
+    SEEN["spaces"] = {i.name: i.colorspace_settings.name for i in bpy.data.images}
     bpy.data.images.load(P["source_first"], check_existing=False).name = "still"  # one file, every frame
     # a trimap painted in Blender: an 8-bit sRGB image that exists only in memory
     tri = np.load(P["trimap_npy"]).astype(np.float32)
@@ -74,6 +125,27 @@ def wiring(scene) -> dict:
             "outputs": [i.name for i in tree.interface.items_tree if getattr(i, "in_out", "") == "OUTPUT"],
             "set_alpha_type": tree.nodes["Mattebox Set Alpha"].inputs["Type"].default_value,
             "images": {n.name: n.image.name for n in tree.nodes if n.bl_idname == "CompositorNodeImage"}}
+
+
+def render_over(scene, frame: int, path: str, colour) -> None:
+    """The Mattebox output put over a flat colour with an Alpha Over node (the user's next step)."""
+    tree = scene.compositing_node_group
+    out = next(n for n in tree.nodes if n.bl_idname == "NodeGroupOutput")
+    set_alpha = tree.nodes["Mattebox Set Alpha"]
+    rgb = tree.nodes.new("CompositorNodeRGB")
+    rgb.outputs[0].default_value = (*colour, 1.0)
+    over = tree.nodes.new("CompositorNodeAlphaOver")
+    tree.links.new(rgb.outputs[0], over.inputs["Background"])
+    tree.links.new(set_alpha.outputs["Image"], over.inputs["Foreground"])
+    tree.links.new(over.outputs["Image"], out.inputs["Image"])
+    SEEN["alpha_over"] = {"straight": over.inputs["Straight Alpha"].default_value,
+                          "type": over.inputs["Type"].default_value}
+    try:
+        render_compositor(scene, frame, path)
+    finally:
+        tree.nodes.remove(over)
+        tree.nodes.remove(rgb)
+        tree.links.new(set_alpha.outputs["Image"], out.inputs["Image"])
 
 
 def render_compositor(scene, frame: int, path: str) -> None:
@@ -120,6 +192,7 @@ def user_runs() -> None:
     SEEN["alpha_image"] = alpha and {"source": alpha.source, "filepath": bpy.path.abspath(alpha.filepath)}
     SEEN["wiring"] = wiring(scene)
     render_compositor(scene, P["frames"][1], P["render"])
+    render_over(scene, P["frames"][1], P["render_over"], P["over_colour"])
     # a trimap model with a trimap painted in Blender, one frame
     f = P["frames"][0]
     SEEN["closed_form"] = matte(image="shot", trimap="painted trimap", model="closed_form", frame_start=f,
@@ -127,7 +200,7 @@ def user_runs() -> None:
     # a movie clip: its frames go to the server as temporary EXRs
     make_movie(P["movie"])
     clip = bpy.data.movieclips.load(P["movie"])
-    SEEN["movie"] = matte(clip=clip.name, plate="plate", model="difference", output_dir=P["out_movie"])
+    SEEN["movie"] = follow(start(clip=clip.name, plate="plate", model="difference", output_dir=P["out_movie"]))
     SEEN["movie_wiring"] = wiring(scene)
     # the shot as a movie clip (an image sequence) that the user moved to start at scene frame 5
     clip = bpy.data.movieclips.load(P["source_first"])
@@ -149,31 +222,78 @@ def errors() -> None:
     SEEN["partial_wiring"] = wiring(bpy.context.scene)
 
 
+def options() -> None:
+    """The panel's options reach the command, and what they make is wired and reported."""
+    scene, f = bpy.context.scene, P["frames"][0]
+    # the unmixed foreground, with a (steady) plate aligned: Foreground x Alpha in the compositor
+    SEEN["foreground"] = matte(image="shot", plate="plate", model="difference", align_plate=True, foreground=True,
+                               output_dir=P["out_foreground"])
+    SEEN["foreground_wiring"] = wiring(scene)
+    render_compositor(scene, P["frames"][1], P["render_foreground"])
+    # a plate that cannot be aligned (nothing to match): reported, not swallowed
+    SEEN["misaligned"] = follow(start(image="shot", plate="flat plate", model="difference", align_plate=True,
+                                      frame_start=f, frame_end=f, output_dir=P["out_misaligned"]))
+    # the trimap's channel: picked (red; the alpha holds something else), and automatic (a PNG's alpha)
+    SEEN["channel_red"] = matte(image="shot", trimap="roto red", model="closed_form", matte_channel="RED",
+                                frame_start=f, frame_end=f, output_dir=P["out_channel_red"])
+    SEEN["channel_auto"] = matte(image="shot", trimap="trimap png", model="closed_form", frame_start=f,
+                                 frame_end=f, output_dir=P["out_channel_auto"])
+    # colour spaces: an ACEScg shot and plate go as they are; with a Rec.709 plate Blender converts both
+    SEEN["aces"] = matte(image="shot_aces", plate="plate_aces", model="difference", output_dir=P["out_aces"])
+    SEEN["mixed"] = follow(start(image="shot_aces", plate="plate", model="difference", output_dir=P["out_mixed"]))
+    # a server that may not read the shot's folder: the client sends the pixels itself and says so
+    prefs().server = P["strict_server"]
+    try:
+        SEEN["notice"] = follow(start(image="shot", plate="plate", model="difference", frame_start=f, frame_end=f,
+                                      output_dir=P["out_notice"]))
+    finally:
+        prefs().server = P["server"]
+    SEEN["option_reports"] = list(REPORTS)
+
+
 def steps() -> None:
-    """The modal operator's step logic, called directly: progress, finish, cancel."""
-    matting, state = ext("matting"), ext("state")
-    reports: list = []
-    report = lambda level, text: reports.append([sorted(level), text])  # noqa: E731
-
-    def follow(run, stop_after_first: bool = False) -> dict:
-        percents, result = [], None
-        while result is None:
-            result = run.step(bpy.context)
-            percents.append(run.percent)
-            if stop_after_first and run.frames and not run.job.cancelled:
-                run.cancel()
-            time.sleep(0.02)
-        return {"result": sorted(result), "percents": percents, "frames": run.frames, "idle": state.STATE.run is None,
-                "scratch_left": os.path.exists(run.scratch)}
-
+    """The modal operator's step logic, called directly: progress, finish, cancel, and continuing."""
     os.makedirs(os.path.dirname(P["blend"]), exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=P["blend"])  # no output folder given: mattebox/ next to the .blend
-    req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=5)
-    SEEN["steps"] = follow(matting.start(bpy.context, req, report))
-    req = matting.Request(image="still", plate="plate", model="difference", frame_start=1, frame_end=P["long"],
-                          output_dir=P["out_cancel"])
-    SEEN["cancel"] = follow(matting.start(bpy.context, req, report), stop_after_first=True)
-    SEEN["step_reports"] = reports
+    REPORTS.clear()
+    SEEN["steps"] = follow(start(image="still", plate="plate", model="difference", frame_start=1, frame_end=5))
+    SEEN["cancel"] = follow(start(image="still", plate="plate", model="difference", frame_start=1,
+                                  frame_end=P["long"], output_dir=P["out_cancel"]), stop_after_first=True)
+    SEEN["step_reports"] = list(REPORTS)
+
+    def on_disk(folder: str) -> dict:
+        return {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder) if n.endswith(".exr")}
+
+    # the stopped run again, a few frames further: what it reported stays, the rest is matted
+    SEEN["before_continue"] = on_disk(P["out_cancel"])
+    done = len(SEEN["cancel"]["frames"])
+    SEEN["continue"] = follow(start(image="still", plate="plate", model="difference", frame_start=1,
+                                    frame_end=done + 3, output_dir=P["out_cancel"]))
+    SEEN["after_continue"] = on_disk(P["out_cancel"])
+    # the same again: nothing to do; other settings (plate alignment): everything again
+    SEEN["again"] = follow(start(image="still", plate="plate", model="difference", frame_start=1,
+                                 frame_end=done + 3, output_dir=P["out_cancel"]))
+    SEEN["changed"] = follow(start(image="still", plate="plate", model="difference", align_plate=True,
+                                   frame_start=1, frame_end=done + 3, output_dir=P["out_cancel"]))
+
+
+def threads() -> None:
+    """Refresh on its worker thread, as the panel's button runs it: Blender's main thread is free while
+    the server lists its models (counted here), and a second Refresh meanwhile is refused."""
+    state, cfg = ext("state").STATE, ext("preferences").settings()
+    task = state.refresh_task(cfg)
+    try:
+        state.refresh_task(cfg)
+        second = "accepted"
+    except ext("host.client").HostError as err:
+        second = str(err)
+    spins = 0
+    while not task.done:
+        spins += 1
+        time.sleep(0.005)
+    state.finish_refresh(cfg, task)
+    SEEN["threaded_refresh"] = {"spins": spins, "status": state.status, "second": second,
+                                "refreshing": state.refreshing is not None}
 
 
 def set_prefs() -> None:
@@ -224,6 +344,8 @@ def panel() -> None:
     settings = bpy.context.scene.mattebox
     settings.image, settings.plate = bpy.data.images["shot"], bpy.data.images["plate"]
     settings.model_choice = "difference"
+    settings.align_plate = settings.foreground = True
+    ext("state").STATE.last_warnings = ["a notice from the last run"]
     shown: list = []
     context = types.SimpleNamespace(scene=bpy.context.scene, region=types.SimpleNamespace(width=280))
     bpy.types.MATTEBOX_PT_compositor.draw(types.SimpleNamespace(layout=Layout(shown)), context)
@@ -246,8 +368,8 @@ def local_server() -> None:
     SEEN["local_server"] = {"status": state.status, "models": len(state.models), "pid": state.server.proc.pid}
 
 
-SEEN["crashed"], SEEN["seconds"] = {}, {}
-for phase in (install, set_prefs, load_shot, user_runs, errors, panel, steps, toggle, local_server):
+SEEN["crashed"], SEEN["seconds"], SEEN["commands"] = {}, {}, {}
+for phase in (install, set_prefs, load_shot, user_runs, options, errors, panel, steps, threads, toggle, local_server):
     t0 = time.monotonic()
     try:
         phase()
