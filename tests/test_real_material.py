@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import host_files
 import numpy as np
 import pytest
 
@@ -137,3 +138,124 @@ def test_skip_existing_keeps_complete_frames_and_redoes_the_rest(tmp_path, shot,
     done = [e for e in events(run) if e["event"] == "done"][0]
     assert done["done"] == N and done["skipped"] == 1
     assert read_alpha(sequence.frame_path(out, FIRST + 2)).shape == (H, W)
+
+
+# -- files as Nuke and Blender write them ------------------------------------------------------------------
+
+BOX = (12, 6, 60, 44)  # a Nuke bbox (x, y, width, height) inside the 96x64 format
+
+
+def linear(srgb: np.ndarray) -> np.ndarray:
+    return colour.convert(srgb, colour.SRGB, colour.SCENE_LINEAR)
+
+
+def matte_cli(*args: str, server: str, transport: str = "auto") -> list[dict]:
+    run = mattebox("matte", *args, "--server", server, "--progress", "json", "--transport", transport)
+    assert run.returncode == 0, run.stderr + run.stdout
+    return events(run)
+
+
+@pytest.mark.parametrize("transport", ["path", "shm"])
+def test_bbox_exr_against_a_full_frame_plate_keeps_its_windows(tmp_path, shot, server_address, transport):
+    """A Nuke bbox EXR mattes against a full-frame clean plate; its alpha has the image's data and
+    display windows and, inside, is the alpha of the full frame (away from the bbox edge, where the
+    key's 3x3 clean-up sees the border)."""
+    x, y, w, h = BOX
+    host_files.bbox_exr(tmp_path / "src.exr", linear(shot.image[0]), BOX)
+    images.write_rgb(tmp_path / "full.exr", linear(shot.image[0]))
+    images.write_rgb(tmp_path / "plate.exr", linear(shot.plate))
+    for name in ("src", "full"):
+        matte_cli("--model", "difference", "--input", str(tmp_path / f"{name}.exr"), "--background",
+                  str(tmp_path / "plate.exr"), "--output", str(tmp_path / f"{name}_alpha.exr"),
+                  server=server_address, transport=transport)
+    got = images.read(tmp_path / "src_alpha.exr")
+    assert (got.window.x, got.window.y, got.window.width, got.window.height) == BOX
+    assert (got.window.full_width, got.window.full_height) == (W, H)
+    full = read_alpha(tmp_path / "full_alpha.exr")
+    np.testing.assert_array_equal(got.pixels[3:-3, 3:-3, 0].astype(np.float32), full[y + 3:y + h - 3, x + 3:x + w - 3])
+
+
+def test_bbox_roto_trimap_against_a_full_frame_image(tmp_path, shot, server_address):
+    """A trimap roto'd in Nuke comes out as an RGBA EXR with a bbox around the shape: read from its
+    alpha and padded with background to the image's frame, it gives the matte of the full trimap
+    wherever the full trimap is background outside the bbox."""
+    tri = np.zeros((H, W), np.uint8)
+    tri[16:48, 30:70], tri[22:42, 38:62] = 128, 255
+    x, y, w, h = 28, 14, 44, 36
+    host_files.bbox_exr(tmp_path / "roto.exr", np.zeros((H, W, 3), np.float32), (x, y, w, h), alpha=tri / 255.0)
+    images.write_rgb(tmp_path / "tri.png", np.repeat(tri[..., None], 3, 2))
+    images.write_rgb(tmp_path / "src.exr", linear(shot.image[0]))
+    for name in ("roto.exr", "tri.png"):
+        matte_cli("--model", "closed_form", "--input", str(tmp_path / "src.exr"), "--trimap", str(tmp_path / name),
+                  "--output", str(tmp_path / f"{name}.alpha.exr"), server=server_address)
+    a, b = read_alpha(tmp_path / "roto.exr.alpha.exr"), read_alpha(tmp_path / "tri.png.alpha.exr")
+    assert np.abs(a - b).max() < 2e-3  # half-float trimap levels 0.5 vs 128/255: the same unknown region
+
+
+def test_plate_whose_bbox_does_not_cover_the_image_is_refused_per_frame(tmp_path, shot, server_address):
+    host_files.bbox_exr(tmp_path / "plate.exr", linear(shot.plate), BOX)
+    images.write_rgb(tmp_path / "src.exr", linear(shot.image[0]))
+    run = mattebox("matte", "--model", "difference", "--input", str(tmp_path / "src.exr"), "--background",
+                   str(tmp_path / "plate.exr"), "--output", str(tmp_path / "a.exr"), "--server", server_address,
+                   "--progress", "json")
+    assert run.returncode == 1
+    message = [e["message"] for e in events(run) if e["event"] == "error"][0]
+    assert "plate.exr" in message and "full frame" in message
+    assert not os.path.exists(tmp_path / "a.exr")
+
+
+@pytest.mark.parametrize("transport", ["path", "shm"])
+def test_rgba_trimaps_are_read_from_alpha_and_the_channel_can_be_named(tmp_path, shot, server_address, transport):
+    """An RGBA trimap PNG and an RGBA roto EXR, whose red is not the trimap, give the matte of the
+    plain grey trimap; --matte-channel R reads a trimap stored in red."""
+    tri = trimap_from_alpha(shot.alpha[0], band=2)
+    images.write_rgb(tmp_path / "src.exr", linear(shot.image[0]))
+    images.write_rgb(tmp_path / "grey.png", np.repeat(tri[..., None], 3, 2))
+    host_files.rgba_trimap_png(tmp_path / "rgba.png", tri)
+    host_files.rgba_roto_exr(tmp_path / "roto.exr", tri / np.float32(255))
+    host_files.rgba_roto_exr(tmp_path / "red.exr", np.ones((H, W), np.float32), red=tri / np.float32(255))
+    runs = {"grey.png": [], "rgba.png": [], "roto.exr": [], "red.exr": ["--matte-channel", "R"]}
+    for name, extra in runs.items():
+        matte_cli("--model", "closed_form", "--input", str(tmp_path / "src.exr"), "--trimap", str(tmp_path / name),
+                  *extra, "--output", str(tmp_path / f"{name}.alpha.exr"), server=server_address, transport=transport)
+    want = read_alpha(tmp_path / "grey.png.alpha.exr")
+    for name in runs:
+        assert np.abs(read_alpha(tmp_path / f"{name}.alpha.exr") - want).max() < 2e-3, name
+
+
+def test_a_channel_the_file_lacks_is_a_clear_error(tmp_path, shot, server_address):
+    images.write_rgb(tmp_path / "src.exr", linear(shot.image[0]))
+    host_files.rgba_roto_exr(tmp_path / "roto.exr", shot.alpha[0])
+    run = mattebox("matte", "--model", "closed_form", "--input", str(tmp_path / "src.exr"), "--trimap",
+                   str(tmp_path / "roto.exr"), "--matte-channel", "mask.a", "--output", str(tmp_path / "a.exr"),
+                   "--server", server_address, "--progress", "json")
+    assert run.returncode == 1
+    message = [e["message"] for e in events(run) if e["event"] == "error"][0]
+    assert "mask.a" in message and "R, G, B, A" in message
+
+
+@pytest.mark.parametrize("transport", ["path", "shm"])
+def test_aces_and_log_plates_give_the_matte_of_the_rec709_original(tmp_path, shot, server_address, transport):
+    """The same shot as a linear Rec.709 EXR (the original), an ACEScg EXR (tagged), a 16-bit ACEScct
+    TIFF (untagged: --colour-space ACEScct) and a 10-bit log DPX (Cineon transfer in its header)."""
+    src, plate = linear(shot.image[0]), linear(shot.plate)
+    files = {
+        "rec709.exr": (images.write_rgb, []),
+        "acescg.exr": (host_files.acescg_exr, []),
+        "acescct.tif": (host_files.acescct_tiff, ["--colour-space", "ACEScct"]),
+        "log.dpx": (host_files.log_dpx, []),
+    }
+    alphas = {}
+    for name, (write, extra) in files.items():
+        write(tmp_path / f"src_{name}", src)
+        write(tmp_path / f"plate_{name}", plate)
+        out = str(tmp_path / f"alpha_{name}.exr")
+        matte_cli("--model", "difference", "--input", str(tmp_path / f"src_{name}"), "--background",
+                  str(tmp_path / f"plate_{name}"), *extra, "--output", out, server=server_address, transport=transport)
+        alphas[name] = read_alpha(out)
+    for name, a in alphas.items():
+        # the key's soft threshold (0.04 to 0.20 of colour distance) turns a file's quantisation
+        # (<= 0.008 in sRGB, see test_images) into at most ~0.05 of alpha at a pixel; an ACEScg file
+        # taken for Rec.709 is 0.016 off on average and 0.56 at worst
+        assert np.abs(a - alphas["rec709.exr"]).mean() < 2e-3, name
+        assert np.abs(a - alphas["rec709.exr"]).max() < 0.1, name
