@@ -106,10 +106,28 @@ def read(path: str | os.PathLike, channels: int | None = None, channel: str = ""
         px = _rgb(path, px, names)
     elif channels is not None:
         raise ValueError(f"{path}: read {channels} channels? Use None (all), 3 (RGB) or 1 (a matte)")
-    window = Window(spec.x, spec.y, spec.full_x, spec.full_y, spec.full_width, spec.full_height,
-                    spec.width, spec.height)
     space = _colour_space(spec, px.dtype.kind == "f")
-    return Image(np.ascontiguousarray(px), space, window, names)
+    return Image(np.ascontiguousarray(px), space, _window(spec), names)
+
+
+def window(path: str | os.PathLike) -> Window:
+    """A file's data and display windows, from its header only (no pixels are read).
+    Raises FileNotFoundError, or ValueError naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise ValueError(f"{path}: cannot read it as an image ({oiio.geterror()})")
+    try:
+        return _window(inp.spec())
+    finally:
+        inp.close()
+
+
+def _window(spec: oiio.ImageSpec) -> Window:
+    return Window(spec.x, spec.y, spec.full_x, spec.full_y, spec.full_width, spec.full_height,
+                  spec.width, spec.height)
 
 
 def fit(img: Image, target: Window, name: str = "the picture") -> np.ndarray:

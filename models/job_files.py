@@ -94,7 +94,7 @@ class JobFiles:
         """Whether every output of `frame` is on disk, readable to the end and on the image's data
         window (writes are atomic, so a file that reads whole is one a finished run wrote)."""
         try:
-            window = images.read(check(sequence.frame_path(self.input, frame)), 3).window
+            window = images.window(check(sequence.frame_path(self.input, frame)))
             return all(images.read(check(path)).window == window for path in self.outputs(frame))
         except (OSError, ValueError):
             return False
