@@ -2,20 +2,26 @@
 
 Transports: `matte` (unary, small frames), `matte_stream` (1 MiB chunks), `matte_shared` (shared
 memory, same host), `run_job` (path mode, the normal case for sequences on shared storage).
+
+Only grpc and the protocol are imported with the module: what host plugins run on every Refresh and
+Matte (listing models, path-mode jobs) starts fast. numpy, the pixel codec and shared memory are
+imported by the calls that move pixels.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import grpc
-import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from plugin.client.shm import SharedRegion, layout
-from server.api import codec, pb, rpc
+from server.api import pb, rpc
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from plugin.client.shm import SharedRegion
 
 CHUNK = 1 << 20
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -65,6 +71,8 @@ class Client:
 
     def health(self, timeout: float = 5.0) -> str:
         """"SERVING", "NOT_SERVING", ... Raises grpc.RpcError when the server cannot be reached."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         stub = health_pb2_grpc.HealthStub(self.channel)
         resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout, metadata=self.metadata)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
@@ -110,6 +118,8 @@ class Client:
 
     def _unary(self, model, image, trimap, background, colour_space, options, timeout,
                background_space="") -> "Result":
+        from server.api import codec
+
         req = pb.MatteRequest(model=model, image=codec.encode(image, colour_space), options=options)
         if trimap is not None:
             req.trimap.CopyFrom(codec.encode(trimap))
@@ -121,6 +131,10 @@ class Client:
 
     def _stream(self, model, image, trimap, background, colour_space, options, timeout,
                 background_space="") -> "Result":
+        import numpy as np
+
+        from server.api import codec
+
         head = pb.MatteHeader(model=model, image=codec.describe(image, colour_space), options=options)
         parts = [image]
         if trimap is not None:
@@ -151,6 +165,11 @@ class Client:
 
     def _shared(self, model, image, trimap, background, colour_space, options, timeout, background_space="",
                 out=None) -> "Result":
+        import numpy as np
+
+        from plugin.client.shm import layout
+        from server.api import codec
+
         parts = [a for a in (image, trimap, background) if a is not None]
         dtype = np.dtype(np.float32 if options is not None and options.alpha_dtype == pb.FLOAT32 else np.float16)
         pixels = image.shape[0] * image.shape[1]
@@ -181,6 +200,8 @@ class Client:
         return Result(alpha, fgr, _alignment(resp))
 
     def _shared_region(self, size: int) -> SharedRegion:
+        from plugin.client.shm import SharedRegion
+
         if self._region is None or self._region.size < size:
             self._release_region()
             self._region = SharedRegion(size)
