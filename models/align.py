@@ -36,12 +36,13 @@ MIN_INLIERS = 20
 MAX_SHIFT = 0.05
 #: RANSAC reprojection threshold at the matching size (pixels)
 RANSAC_PX = 2.0
-#: ORB features per frame, and Lowe's ratio test
-FEATURES, RATIO = 2000, 0.8
+#: ORB features per frame (2000 left 1 of 32 composites with too few background matches when the
+#: foreground took most of them), and Lowe's ratio test
+FEATURES, RATIO = 4000, 0.8
 #: dense refinement: coarsest pyramid level's long side (px), Gauss-Newton steps per level, pixels
 #: used per step (the strongest image gradients), Tukey constant at the start and its least value
 #: (grey levels in [0, 1]); a level stops when no pixel moves more than STOP_PX
-COARSEST, STEPS, PIXELS, TUKEY, TUKEY_MIN, STOP_PX = 96, 12, 40000, 0.1, 0.02, 0.005
+COARSEST, STEPS, PIXELS, TUKEY, TUKEY_MIN, STOP_PX = 96, 12, 40000, 0.15, 0.02, 0.005
 _ADVICE = "check that the plate is a sharp plate of this set-up, or matte without --align-plate"
 
 
@@ -152,7 +153,9 @@ def _refine(ref: np.ndarray, src: np.ndarray, hom: np.ndarray) -> np.ndarray:
     """hom (3, 3) src -> ref refined: coarse to fine over an image pyramid of ref (image) and src
     (plate), both (h, w) float32 grey in [0, 1]. At each level, Gauss-Newton steps fit the homography
     and a grey gain and offset; residuals beyond the Tukey constant (the foreground) weigh nothing,
-    and the constant shrinks to 4.685 robust sigmas of the weighted residuals (never below TUKEY_MIN)."""
+    and the constant shrinks to 4.685 robust sigmas of the weighted residuals (never below TUKEY_MIN).
+    The coarsest level fits an affine map only: perspective is poorly determined there, where the
+    foreground may cover most of a small frame (it moved corners by up to 3 px on the composites)."""
     levels = [(ref, src)]
     while max(levels[-1][0].shape) >= 2 * COARSEST:
         levels.append((cv2.pyrDown(levels[-1][0]), cv2.pyrDown(levels[-1][1])))
@@ -161,15 +164,16 @@ def _refine(ref: np.ndarray, src: np.ndarray, hom: np.ndarray) -> np.ndarray:
         r, p = levels[level]
         to_level = _scaling(2.0 ** -level)
         h_level = to_level @ hom @ np.linalg.inv(to_level)
-        h_level, photo, tukey = _gauss_newton(r, p, h_level, photo, tukey)
+        h_level, photo, tukey = _gauss_newton(r, p, h_level, photo, tukey, affine=level == len(levels) - 1)
         hom = np.linalg.inv(to_level) @ h_level @ to_level
         hom /= hom[2, 2]
     return hom
 
 
 def _gauss_newton(ref: np.ndarray, src: np.ndarray, hom: np.ndarray, photo: np.ndarray,
-                  tukey: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Up to STEPS robust Gauss-Newton steps at one level: ref(x) ~ gain * src(hom^-1 x) + offset.
+                  tukey: float, affine: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """Up to STEPS robust Gauss-Newton steps at one level: ref(x) ~ gain * src(hom^-1 x) + offset
+    (affine: the perspective terms stay as they are).
 
     The update composes on the left, hom <- (I + D) hom, D a homography increment in coordinates
     centred on the frame and scaled to [-1, 1], so the 8 + 2 unknowns are of one magnitude."""
@@ -199,6 +203,8 @@ def _gauss_newton(ref: np.ndarray, src: np.ndarray, hom: np.ndarray, photo: np.n
             jac[:, i] = -photo[0] * col * root
         radial = (gx * x + gy * y) * root
         jac[:, 6], jac[:, 7] = photo[0] * x * radial, photo[0] * y * radial
+        if affine:
+            jac[:, 6:8] = 0
         jac[:, 8], jac[:, 9] = v * root, root
         step = np.linalg.solve(jac.T @ jac + 1e-6 * np.eye(10), jac.T @ (err * root))
         inc = np.append(step[:8], 0.0).reshape(3, 3)

@@ -1,4 +1,4 @@
-"""`mattebox bench transport|models`: benchmarks that print figures (never timed tests)."""
+"""`mattebox bench transport|models|align|foreground|cli`: benchmarks that print figures (never timed tests)."""
 from __future__ import annotations
 
 import argparse
@@ -6,15 +6,25 @@ import importlib
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("transport", "models"),
+    p.add_argument("what", choices=("transport", "models", "align", "foreground", "cli"),
                    help="transport: 4K frame through the real server by every transport; "
-                        "models: ms per frame of every model at 512x512 and 1920x1080")
+                        "models: ms per frame of every model at 512x512 and 1920x1080; "
+                        "align: SAD of plate models with a true, a hand-held and an aligned plate; "
+                        "foreground: error of the unmixed foreground composited over a new background; "
+                        "cli: wall time of the mattebox command a host plugin runs")
     p.add_argument("--size", default="", help="transport: frame size WxH (default 3840x2160)")
     p.add_argument("--sizes", default="512x512,1920x1080", help="models: comma-separated WxH sizes")
-    p.add_argument("--models", default="", help="models: comma-separated names (default: all but null)")
+    p.add_argument("--models", default="",
+                   help="models, align: comma-separated names (default: models all but null; align "
+                        "difference,bgm)")
     p.add_argument("--repeat", type=int, default=0,
                    help="timed runs after a warm-up (default: transport 7; models 3, or 1 for a model slower than 5 s)")
-    p.add_argument("--server", default="", help="transport: measure this running server instead of starting one")
+    p.add_argument("--server", default="", help="transport, cli: measure this running server instead of starting one")
+    p.add_argument("--max-side", type=int, default=400, metavar="N",
+                   help="align, foreground: shrink the validation composites to at most N px (default 400)")
+    p.add_argument("--per-fg", type=int, default=2, metavar="K",
+                   help="align, foreground: backgrounds per held-out foreground (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="align, foreground: seed of composites, plates and moves")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
