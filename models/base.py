@@ -92,3 +92,9 @@ class MattingModel(ABC):
     @abstractmethod
     def run(self, batch: list[Sample]) -> list[np.ndarray]:
         """Matte prepared samples. Returns one (H, W) alpha per sample, float in [0, 1]."""
+
+    def run_foreground(self, batch: list[Sample]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """As `run`, with each alpha the model's own foreground prediction: (H, W, 3) float32 in [0, 1]
+        in the display space, or None when it has none (models/foreground.py solves for one then).
+        Default: (alpha, None) from `run`."""
+        return [(alpha, None) for alpha in self.run(batch)]

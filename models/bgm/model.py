@@ -31,12 +31,14 @@ Choices the papers leave open, and what we chose:
 - Recursive inference: `steps` = s counts the network passes: pass 1 uses E = S, pass k + 1 uses
   E = alpha of pass k (eq. 7). Default s = 2 (Table 1's best); a Sample's `steps` overrides it
   (0 = default). The encoders and Context Switching do not depend on E and run once per frame;
-  the foreground head does not feed the recursion and is skipped at inference.
+  the foreground head does not feed the recursion and is skipped by `run`; `run_foreground` runs it
+  (on the last pass) for the unmixed foreground output.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from models.base import BACKGROUND, IMAGE, Sample
@@ -45,7 +47,27 @@ from models.bgm.network import STEPS, BGMExciteNet, BGMNet
 from models.network import NetworkModel
 
 
-class BGM(NetworkModel):
+class _Foreground(NetworkModel):
+    """The foreground head's output beside alpha (both BGM networks have one)."""
+
+    def run_foreground(self, batch: list[Sample]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(alpha (H, W) float32 in [0, 1], foreground (H, W, 3) float32 in [0, 1] display space) per sample."""
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        out = []
+        with torch.inference_mode():
+            for s in batch:
+                x = torch.from_numpy(self.pack(s)).permute(2, 0, 1)[None].to(self.device, dtype)
+                y = self.infer_fgr(x, s)
+                out.append((y["pha"][0, 0].float().clamp_(0, 1).cpu().numpy(),
+                            y["fgr"][0].float().clamp_(0, 1).permute(1, 2, 0).contiguous().cpu().numpy()))
+        return out
+
+    def infer_fgr(self, x: torch.Tensor, sample: Sample) -> dict[str, torch.Tensor]:
+        """One forward with the foreground head: x (1, 6, H, W) -> {"pha": (1, 1, H, W), "fgr": (1, 3, H, W)}."""
+        return self.net.forward_train(x)
+
+
+class BGM(_Foreground):
     name = "bgm"
     description = ("Background Matting (Sengupta et al. 2020): image + clean plate -> alpha; "
                    "soft segmentation derived from the plate difference.")
@@ -56,7 +78,7 @@ class BGM(NetworkModel):
         return BGMNet(self.config)
 
 
-class BGMExcite(NetworkModel):
+class BGMExcite(_Foreground):
     name = "bgm_excite"
     description = ("Background Matting with recursive excitation (seed 000): image + clean plate -> "
                    "alpha, refined over `steps` passes (default 2).")
@@ -75,3 +97,6 @@ class BGMExcite(NetworkModel):
 
     def infer(self, x: torch.Tensor, sample: Sample) -> torch.Tensor:
         return self.net.forward_steps(x, self.steps_for(sample))
+
+    def infer_fgr(self, x: torch.Tensor, sample: Sample) -> dict[str, torch.Tensor]:
+        return self.net.forward_steps_fgr(x, self.steps_for(sample))

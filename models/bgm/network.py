@@ -7,7 +7,8 @@ Both take ONE tensor and return ONE (the project's network contract, models/netw
 
 Inside, x is padded (replicate) to a multiple of the stride (4) and at least 8 pixels, the soft
 segmentation S is derived from image and plate (segmentation.py), and outputs are cropped back.
-For training, `forward_train` returns {"pha": (B, 1, H, W) in [0, 1], "fgr": (B, 3, H, W) in [0, 1]}.
+For training, `forward_train` returns {"pha": (B, 1, H, W) in [0, 1], "fgr": (B, 3, H, W) in [0, 1]};
+the unmixed-foreground output uses it (BGM) or `forward_steps_fgr` (BGM with excitation).
 """
 from __future__ import annotations
 
@@ -61,13 +62,14 @@ class BGMExciteNet(nn.Module):
     """BGM with an excitation layer after the first trunk block (seed 000).
 
     forward(x) -> pha: `steps` recursive passes (default STEPS); forward_steps(x, steps) -> pha for
-    any steps >= 1; forward_train(x, exc) -> {"pha", "fgr"} for one pass with an explicit
+    any steps >= 1; forward_steps_fgr(x, steps) -> {"pha", "fgr"}, the foreground of the last pass
+    too; forward_train(x, exc) -> {"pha", "fgr"} for one pass with an explicit
     excitation map exc: (B, 1, H, W) in [0, 1] (GT, a blend, pseudo-GT: the training curriculum).
 
     Recursive inference (paper eq. 7): pass 1 is excited by the soft segmentation S (our pseudo-GT),
     pass k + 1 by pass k's alpha (at the padded size, before cropping). The encoders and Context
     Switching do not depend on E, so they run once; each pass repeats the trunk and the alpha head
-    (the foreground head is not needed to matte and is skipped).
+    (the foreground head is not needed to matte and is skipped, except by forward_steps_fgr).
     """
 
     def __init__(self, cfg: BGMConfig = BGMConfig(), steps: int = STEPS):
@@ -83,15 +85,28 @@ class BGMExciteNet(nn.Module):
 
     @torch.jit.export
     def forward_steps(self, x: Tensor, steps: int) -> Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        hid = self.trunk(x, steps)[0]
+        return self.gen.pha_head(hid)[:, :, :h, :w]
+
+    @torch.jit.export
+    def forward_steps_fgr(self, x: Tensor, steps: int) -> Dict[str, Tensor]:
+        """forward_steps with the foreground head run on the last pass: {"pha", "fgr"} as forward_train."""
+        h, w = x.shape[-2], x.shape[-1]
+        hid, skip = self.trunk(x, steps)
+        pha, fgr = self.gen.decode(hid, skip)
+        return {"pha": pha[:, :, :h, :w], "fgr": fgr[:, :, :h, :w]}
+
+    def trunk(self, x: Tensor, steps: int) -> Tuple[Tensor, Tensor]:
+        """The trunk output of the last of `steps` passes, and the skip feature (padded size)."""
         if steps < 1:
             raise ValueError("recursive inference needs at least one pass")
-        h, w = x.shape[-2], x.shape[-1]
         src, bgr, seg = split(pad(x))
-        hid = self.gen.encode(src, bgr, seg)[0]
+        hid, skip = self.gen.encode(src, bgr, seg)
         pha = seg
-        for _ in range(steps):
+        for _ in range(steps - 1):
             pha = self.gen.pha_head(self.gen.rest(self.gen.first(hid, pha)))
-        return pha[:, :, :h, :w]
+        return self.gen.rest(self.gen.first(hid, pha)), skip
 
     @torch.jit.export
     def forward_train(self, x: Tensor, exc: Tensor) -> Dict[str, Tensor]:
