@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,12 @@ import harness  # noqa: E402  (puts the Nuke double first on sys.path)
 import nuke  # noqa: E402
 from shots import write_shot  # noqa: E402
 
-from plugin.nuke import actions, cache, catalog, job  # noqa: E402
+import host_files  # noqa: E402
+
+from plugin.nuke import actions, cache, catalog, job, pixels  # noqa: E402
+from plugin.nuke import colour as ncolour  # noqa: E402
 from plugin.nuke import finetune as mfinetune  # noqa: E402
+from plugin.nuke import matte as mmatte  # noqa: E402
 
 MATTEBOX = str(Path(sys.executable).with_name("mattebox"))
 
@@ -242,10 +247,10 @@ def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot, weights_di
     plan = mfinetune.Plan(node)
     assert plan.args() == ["finetune", "--remote", "--model", "bgm", "--name", f"bgm_{node.name().lower()}",
                            "--input", str(shot / "src.####.exr"), "--mattes", str(shot / "gt.####.png"),
-                           "--train-frames", "2,3", "--frames", "1-4", "--steps", "3", "--held-frames", "1,4",
+                           "--train-frames=2,3", "--frames=1-4", "--steps", "3", "--held-frames=1,4",
                            "--background", str(shot / "plate.exr")]
     node["gt_frames"].setValue("2-3")
-    assert mfinetune.Plan(node).args()[mfinetune.Plan(node).args().index("--train-frames") + 1] == "2,3"
+    assert "--train-frames=2,3" in mfinetune.Plan(node).args()
     node["gt_frames"].setValue("")
     task = press(node, "finetune")  # a bgm without trained weights: the server says so
     assert task.kind == "fine-tune" and task.job.command[1:3] == ["finetune", "--remote"]
@@ -294,3 +299,216 @@ def test_nuke_finetune_serves_the_new_model_and_lists_it(comp, shot, tmp_path, m
     assert [step for step, _ in task.losses] == [1, 2]
     assert name in node["model"].values()
     assert (weights / f"{name}.safetensors").exists()
+
+
+# -- studio material: matte channels, colour spaces, hand-held plates, the unmixed foreground -----------
+
+
+def matte_args(node, first=1, last=4):
+    """The `mattebox matte` arguments a Matte press would run for frames first-last (no job)."""
+    return mmatte.Plan(node).args(first, last)
+
+
+def flag(args, name):
+    """The value after `name` in args (None when absent)."""
+    return args[args.index(name) + 1] if name in args else None
+
+
+def test_nuke_trimap_channel_is_the_channel_the_server_reads(comp, shot, direct):
+    """An RGBA roto EXR as Nuke writes it whose red is NOT the matte (an inverted trimap there, the
+    trimap in alpha): auto reads alpha, a picked channel is read by path (--matte-channel) or, for an
+    input Nuke renders, written as the alpha."""
+    tri = {f: images.read(shot / f"tri.{f:04d}.png", 1).pixels[..., 0] for f in (1, 2)}
+    for f, t in tri.items():
+        t = t.astype(np.float32) / 255
+        host_files.rgba_roto_exr(comp / f"roto.{f:04d}.exr", t, red=1 - t)
+    roto = read(comp / "roto.####.exr", 1, 2)
+    node = matte_node("closed_form", read(shot / "src.####.exr", 1, 2), trimap=roto)
+    folder = comp / "mattebox" / node.name()
+    src = {f: images.read(shot / f"src.{f:04d}.exr", 3).pixels for f in (1, 2)}
+    assert flag(matte_args(node, 1, 2), "--matte-channel") is None  # auto: the server's rule, alpha first
+    press(node, "matte")
+    assert node["status"].value() == "2 frames matted with closed_form (0 were up to date)", node["status"].value()
+    for f in (1, 2):
+        np.testing.assert_array_equal(alpha_of(folder / f"alpha.{f:04d}.exr"),
+                                      direct("closed_form", src[f], trimap=tri[f], colour_space="scene_linear"))
+    inverted = {f: direct("closed_form", src[f], trimap=255 - tri[f], colour_space="scene_linear") for f in (1, 2)}
+
+    node["trimap_channel"].setValue("red")  # the channel is part of the cache key: every frame is redone
+    assert flag(matte_args(node, 1, 2), "--matte-channel") == "R"
+    press(node, "matte")
+    assert node["status"].value().startswith("2 frames matted"), node["status"].value()
+    for f in (1, 2):
+        np.testing.assert_array_equal(alpha_of(folder / f"alpha.{f:04d}.exr"), inverted[f])
+
+    dot = nuke.nodes.Dot()  # not a Read: rendered, red copied into the alpha the Write writes
+    dot.setInput(0, roto)
+    node.setInput(2, dot)
+    plan = mmatte.Plan(node)
+    assert plan.feeds["Trimap"].render and flag(plan.args(1, 2), "--matte-channel") == "A"
+    press(node, "matte")
+    assert harness.renders()[-1] == (str(folder / "inputs" / "trimap.####.exr"), 1, 2)
+    written = images.read(folder / "inputs" / "trimap.0001.exr")
+    assert written.channels == ("A",)
+    np.testing.assert_allclose(written.pixels[..., 0], 1 - tri[1].astype(np.float32) / 255, atol=1e-3)
+    for f in (1, 2):
+        np.testing.assert_array_equal(alpha_of(folder / f"alpha.{f:04d}.exr"), inverted[f])
+    node["trimap_channel"].setValue("luminance")  # rendered as RGB, read as Y (the luminance)
+    plan = mmatte.Plan(node)
+    assert (plan.feeds["Trimap"].write_channels, flag(plan.args(1, 2), "--matte-channel")) == ("rgb", "Y")
+
+
+def test_nuke_gt_channel_goes_to_the_finetune(comp, shot):
+    node = matte_node("bgm", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
+    gt = read(shot / "gt.####.png")
+    node.setInput(3, gt)
+    node["gt_channel"].setValue("green")
+    assert flag(mfinetune.Plan(node).args(), "--matte-channel") == "G"
+    dot = nuke.nodes.Dot()
+    dot.setInput(0, gt)
+    node.setInput(3, dot)
+    node["gt_frames"].setValue("2")
+    plan = mfinetune.Plan(node)
+    assert flag(plan.args(), "--matte-channel") == "A" and plan.feeds["GT"].render
+    assert pixels.render_all(node.fullName(), plan.feeds, [2]) == ""
+    written = images.read(comp / "mattebox" / node.name() / "inputs" / "gt.0002.exr")
+    np.testing.assert_allclose(written.pixels[..., 0], images.read(shot / "gt.0002.png", 1).pixels[..., 0] / 255,
+                               atol=1e-3)  # the grey GT file's green, written as alpha
+
+
+def test_nuke_read_colorspace_reaches_the_server(comp, shot, direct):
+    """A Read's colorspace knob in Nuke's names becomes --colour-space in the server's OpenColorIO
+    names; a space the server lacks (a camera log) is rendered by Nuke into the working space."""
+    from models import colour as server_colour
+
+    assert {n for n in set(ncolour._LOOKUP.values()) if n != ncolour.WORKING
+            if not server_colour._known(n)} == set()  # every name the plugin sends, the server knows
+    for f in (1, 2):
+        linear = images.read(shot / f"src.{f:04d}.exr", 3).pixels
+        images.write_rgb(comp / f"cct.{f:04d}.exr", server_colour.convert(linear, "scene_linear", "ACEScct"))
+    images.write_rgb(comp / "plate_cct.exr", server_colour.convert(images.read(shot / "plate.exr", 3).pixels,
+                                                                   "scene_linear", "ACEScct"))
+    src, plate = read(comp / "cct.####.exr", 1, 2), read(comp / "plate_cct.exr")
+    src["colorspace"].setValue("ACES - ACEScct")
+    plate["colorspace"].setValue("ACES/ACEScct")
+    node = matte_node("difference", src, plate=plate)
+    node["frames"].setValue("1-2")
+    assert flag(matte_args(node), "--colour-space") == "ACEScct"
+    press(node, "matte")
+    assert node["status"].value() == "2 frames matted with difference (0 were up to date)", node["status"].value()
+    assert harness.renders() == []
+    plate_px = images.read(comp / "plate_cct.exr", 3).pixels
+    for f in (1, 2):
+        np.testing.assert_array_equal(alpha_of(comp / "mattebox" / node.name() / f"alpha.{f:04d}.exr"), direct(
+            "difference", images.read(comp / f"cct.{f:04d}.exr", 3).pixels, background=plate_px, colour_space="ACEScct"))
+
+    src["colorspace"].setValue("AlexaV3LogC")  # the server has no such space: Nuke renders it (and so the plate)
+    plan = mmatte.Plan(node)
+    assert plan.feeds["Source"].render and plan.feeds["Plate"].render
+    assert flag(plan.args(1, 2), "--colour-space") == "scene_linear"
+    src["colorspace"].setValue("default (linear)")
+    plate["colorspace"].setValue("default")
+    plate["file"].setValue(str(shot / "tri.0001.png"))  # a PNG: Nuke's 8-bit default, sRGB
+    plan = mmatte.Plan(node)
+    assert not plan.feeds["Source"].render and plan.feeds["Plate"].render  # made one space: the working space
+    assert flag(plan.args(1, 2), "--colour-space") == "scene_linear"
+    plate["file"].setValue(str(comp / "plate_cct.exr"))
+    src["colorspace"].setValue("default")
+    assert flag(matte_args(node), "--colour-space") is None  # Nuke's defaults for EXRs: the server's rule
+    src["raw"].setValue(True)
+    nuke.root()["workingSpaceLUT"].setValue("ACES - ACEScg")
+    assert flag(matte_args(node), "--colour-space") == "ACEScg"  # raw: the working space
+    nuke.root()["workingSpaceLUT"].setValue("linear")
+    src["raw"].setValue(False)
+    node["colour_space"].setValue("ACEScct")  # the node's own knob names the files' space
+    plan = mmatte.Plan(node)
+    assert flag(plan.args(1, 2), "--colour-space") == "ACEScct" and not plan.feeds["Source"].render
+    dpx = read(comp / "scan.####.dpx")
+    dpx["colorspace"].setValue("Cineon")
+    assert ncolour.read_space(dpx, nuke.root()) == "Cineon"
+    dpx["colorspace"].setValue("default")  # a log file's default in Nuke: Cineon
+    assert ncolour.read_space(dpx, nuke.root()) == "Cineon"
+
+
+def test_nuke_unmixed_output_writes_and_shows_the_foreground(comp, shot):
+    """Output mode unmixed RGBA: the job also writes the foreground into the cache folder and the node
+    outputs foreground * alpha with alpha; a missing foreground file makes its frame stale."""
+    node = matte_node("difference", read(shot / "src.####.exr", 1, 2), plate=read(shot / "plate.exr"))
+    folder = comp / "mattebox" / node.name()
+    node["output_mode"].setValue("unmixed RGBA (premultiplied)")
+    assert flag(matte_args(node, 1, 2), "--foreground") == str(folder / "foreground.####.exr")
+    press(node, "matte")
+    assert node["status"].value() == "2 frames matted with difference (0 were up to date)", node["status"].value()
+    for f in (1, 2):
+        fg = images.read(folder / f"foreground.{f:04d}.exr", 3).pixels.astype(np.float32)
+        alpha = alpha_of(folder / f"alpha.{f:04d}.exr").astype(np.float32)
+        out = harness.pixels(node, f)
+        np.testing.assert_array_equal(out[..., 3], alpha)
+        np.testing.assert_allclose(out[..., :3], fg * alpha[..., None], rtol=1e-3, atol=1e-6)
+    node["output_mode"].setValue("source with alpha")  # the Switch follows the knob
+    np.testing.assert_allclose(harness.pixels(node, 1)[..., :3], images.read(shot / "src.0001.exr", 3).pixels,
+                               rtol=1e-3)
+    (folder / "foreground.0002.exr").unlink()
+    node["output_mode"].setValue("unmixed RGBA (premultiplied)")
+    press(node, "matte")
+    assert node["status"].value() == "1 frames matted with difference (1 were up to date)", node["status"].value()
+
+
+def test_nuke_align_plate_names_the_frames_it_could_not_align(comp, shot):
+    """align plate: --align-plate when a Plate is connected (it is part of the cache key), and a frame
+    whose plate cannot be aligned (here a plate with no features at all) is named in the status."""
+    node = matte_node("difference", read(shot / "src.####.exr", 1, 2), plate=read(shot / "plate.exr"))
+    node["frames"].setValue("1-2")
+    node["align_plate"].setValue(True)
+    assert "--align-plate" in matte_args(node, 1, 2)
+    node.setInput(1, None)
+    assert "--align-plate" not in matte_args(node, 1, 2)  # nothing to align
+    flat = comp / "flat.exr"
+    images.write_rgb(flat, np.full((64, 80, 3), 0.18, np.float32))
+    node.setInput(1, read(flat))
+    press(node, "matte")
+    status = node["status"].value()
+    assert status.startswith("2 frames matted with difference (0 were up to date)\nnote: the clean plate could not "
+                             "be aligned on frames 1, 2 (") and "they were matted with the plate as given" in status, status
+    assert harness.messages() == []  # a warning, not a failure
+
+
+def test_nuke_negative_frame_ranges_and_keys_off_the_main_thread(comp, shot, monkeypatch):
+    for f, neg in zip((1, 2, 3), (-2, -1, 0)):
+        shutil.copy(shot / f"src.{f:04d}.exr", comp / f"src.{neg:04d}.exr")
+    assert (comp / "src.-002.exr").exists()
+    src = read(comp / "src.####.exr", -2, 0)
+    node = matte_node("difference", src, plate=read(shot / "plate.exr"))
+    threads = {"walk": set(), "knobs": set()}
+    walk, knobs = pixels.describe, pixels.node_info
+    monkeypatch.setattr(pixels, "describe", lambda *a: threads["walk"].add(threading.current_thread()) or walk(*a))
+    monkeypatch.setattr(pixels, "node_info", lambda *a: threads["knobs"].add(threading.current_thread()) or knobs(*a))
+    assert mmatte.Plan(node).keys is None  # a Matte press reads no files on the main thread
+    press(node, "matte")
+    assert node["status"].value() == "3 frames matted with difference (0 were up to date)", node["status"].value()
+    main = threading.main_thread()
+    assert threads["walk"] and main not in threads["walk"] and threads["knobs"] == {main}
+    folder = comp / "mattebox" / node.name()
+    assert sorted(p.name for p in folder.glob("alpha.*.exr")) == ["alpha.-001.exr", "alpha.-002.exr", "alpha.0000.exr"]
+    assert harness.pixels(node, -2)[..., 3].max() > 0.5
+    node["frames"].setValue("-2--1")
+    press(node, "matte")
+    assert node["status"].value() == "all 2 frames are up to date (difference)"
+    node["frames"].setValue("-1--2")
+    press(node, "matte")
+    assert node["status"].value().startswith("frame range '-1--2' is not A-B")
+    node["gt_frames"].setValue("-3--1,2")
+    assert mfinetune.gt_frames(node, -5, 5) == [-3, -2, -1, 2]
+
+
+def test_nuke_status_shows_the_jobs_notices(comp, shot, make_server, tmp_path):
+    """A server on this machine that may not read the shot's folder: the pixels go by shared memory and
+    the status says so."""
+    refusing = make_server(allow_roots=[str(tmp_path / "elsewhere")])
+    node = matte_node("difference", read(shot / "src.####.exr", 1, 2), plate=read(shot / "plate.exr"))
+    node["server"].setValue(refusing.address)
+    node["frames"].setValue("1-2")
+    press(node, "matte")
+    status = node["status"].value()
+    assert status.startswith("2 frames matted with difference (0 were up to date)\nnote: ") and "shared memory" in status
+    assert (comp / "mattebox" / node.name() / "alpha.0002.exr").exists()

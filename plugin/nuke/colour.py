@@ -4,12 +4,13 @@ Nuke names a Read's colour space in its own terms: nuke-default LUTs ("linear", 
 "Gamma2.2", ...), "default (linear)" for the default of the file type, an OCIO config's names
 ("ACES - ACEScg", "Utility - sRGB - Texture", "ACEScct", ...), sometimes with a family prefix
 ("ACES/ACEScg"). The server converts with OpenImageIO's built-in OpenColorIO config (OCIO 2
-cg-config: the names and aliases below); names it lacks (Cineon and the camera logs of nuke-default)
-map to None, and the plugin then renders that input through Nuke, which converts it into the script's
+cg-config: the names and aliases below) and decodes Cineon itself with Nuke's curve (models/colour.py);
+names it lacks (rec709 and the camera logs of nuke-default: AlexaV3LogC, SLog, REDLog, ...) map to
+None, and the plugin then renders that input through Nuke, which converts it into the script's
 working space.
 
-Nuke's "linear" (the working space of nuke-default) is the server's scene_linear, as is a raw read
-(no conversion: the file's values are taken as working-space values).
+Nuke's "linear" (the working space of nuke-default: linear light, Rec.709 primaries) is the server's
+scene_linear; a raw read (no conversion) is in the script's working space.
 """
 
 SCENE_LINEAR = "scene_linear"
@@ -47,7 +48,7 @@ _OCIO = {
 _NUKE = {
     "linear": SCENE_LINEAR, "scene_linear": SCENE_LINEAR, "sRGB": "sRGB", "Gamma1.8": "Gamma 1.8 Encoded Rec.709",
     "Gamma2.2": "Gamma 2.2 Encoded Rec.709", "Gamma2.4": "Gamma 2.4 Encoded Rec.709", "AdobeRGB": "Gamma 2.2 Encoded AdobeRGB",
-    "raw": WORKING, "Raw": WORKING, "Utility - Raw": WORKING, "data": WORKING, "none": WORKING,
+    "Cineon": "Cineon", "raw": WORKING, "Raw": WORKING, "Utility - Raw": WORKING, "data": WORKING, "none": WORKING,
 }
 
 _LOOKUP = {}

@@ -81,7 +81,7 @@ def write(node):
         if error:
             raise job.Refused(error)
         r = subprocess.run([plan.cfg.executable(), "farm", "template", "matte", "--out", template,
-                            "--model", plan.model, "--frame-range", "%d-%d" % (plan.first, plan.last),
+                            "--model", plan.model, "--frame-range=%d-%d" % (plan.first, plan.last),
                             "--chunk-size", str(node["farm_chunk"].value()), "--steps", str(plan.settings["steps"]),
                             "--colour-space", plan.settings["colour_space"]],
                            capture_output=True, text=True, timeout=120)

@@ -59,12 +59,13 @@ class Plan:
         """`mattebox finetune --remote` arguments."""
         held = [self.frames[0], self.frames[-1]] if len(self.frames) >= 4 else []
         train = [f for f in self.frames if f not in held]
+        # NAME=VALUE: a negative frame must not read as an option
         out = ["finetune", "--remote", "--model", self.base, "--name", self.name,
                "--input", self.feeds["Source"].pattern, "--mattes", self.feeds["GT"].pattern,
-               "--train-frames", ",".join(str(f) for f in train), "--frames", "%d-%d" % (self.first, self.last),
+               "--train-frames=" + ",".join(str(f) for f in train), "--frames=%d-%d" % (self.first, self.last),
                "--steps", str(self.steps)]
         if held:
-            out += ["--held-frames", ",".join(str(f) for f in held)]
+            out += ["--held-frames=" + ",".join(str(f) for f in held)]
         if "Plate" in self.feeds:
             out += ["--background", self.feeds["Plate"].pattern]
         if self.colour_space:

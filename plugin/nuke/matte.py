@@ -10,6 +10,7 @@ The job's notices and the frames whose clean plate could not be aligned end up i
 """
 import os
 
+from plugin.host import client
 from plugin.nuke import cache, catalog, job, localserver, pixels
 from plugin.nuke import node as mnode
 
@@ -48,9 +49,12 @@ class Plan:
 
     def args(self, first, last):
         """`mattebox matte` arguments for frames first-last."""
+        # --frames=A-B: a negative first frame must not read as an option; transport: path mode, and for a
+        # server on this machine auto (the command falls back to shared memory, with a notice, when that
+        # server may not read the files); a remote server reads the studio's storage or says how to allow it
         out = ["matte", "--model", self.model, "--input", self.feeds["Source"].pattern,
-               "--output", os.path.join(self.folder, mnode.ALPHA_FILE), "--frames", "%d-%d" % (first, last),
-               "--transport", "path"]
+               "--output", os.path.join(self.folder, mnode.ALPHA_FILE), "--frames=%d-%d" % (first, last),
+               "--transport", "auto" if client.is_local(self.cfg.address()) else "path"]
         for name, flag in (("Plate", "--background"), ("Trimap", "--trimap")):
             if name in self.feeds:
                 out += [flag, self.feeds[name].pattern]

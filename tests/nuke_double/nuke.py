@@ -243,7 +243,7 @@ _DISABLE = ("disable", Boolean_Knob, False)
 _COLORSPACES = ["default", "default (linear)", "default (sRGB)", "default (Cineon)", "linear", "sRGB", "rec709",
                 "Cineon", "Gamma1.8", "Gamma2.2", "Gamma2.4", "Panalog", "REDLog", "ViperLog", "AlexaV3LogC",
                 "PLogLin", "SLog", "raw", "ACES - ACES2065-1", "ACES - ACEScg", "ACES - ACEScc", "ACES - ACEScct",
-                "Utility - sRGB - Texture", "Utility - Raw", "ACEScg", "ACEScct", "scene_linear"]
+                "Utility - sRGB - Texture", "Utility - Raw", "ACEScg", "ACEScct", "ACES/ACEScct", "scene_linear"]
 #: class -> its knobs (name, knob class, default; an Enumeration's default is its items)
 _CLASSES = {
     "Read": [("file", File_Knob, ""), ("first", Int_Knob, 1), ("last", Int_Knob, 1), ("frame", String_Knob, ""),
