@@ -15,8 +15,9 @@ Steps, each skipped when already done:
    every run, never committed, so it always matches the .proto);
 5. a self-check: the generated code imports, the model registry lists every model, and a server
    starts and answers a health check and ListModels over loopback gRPC;
-6. the host plugins' settings (plugin/host/config.py: this checkout's `mattebox` command; the server
-   address and auto-start of an existing file are kept), then the Nuke and Blender plugins on request.
+6. the host plugins' settings (plugin/host/config.py: this checkout's `mattebox` command; the other
+   keys of an existing file are kept: server(s), start_server, allowed_roots, token, tls_ca), then the
+   Nuke and Blender plugins on request.
 """
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ def write_host_config(mattebox: str) -> None:
     try:
         cfg = config.load()
     except config.ConfigError as err:
-        say(f"replacing unreadable settings: {err}")
+        kept = config.path().with_name(config.path().name + ".broken")
+        os.replace(config.path(), kept)  # the user's servers, roots and token stay readable there
+        say(f"replacing unusable settings (the old file is now {kept}): {err}")
         cfg = config.Config()
     cfg.client = mattebox
     say(f"host plugin settings: {config.save(cfg)}")

@@ -80,6 +80,21 @@ def test_settings_of_the_wrong_type_say_which_key_and_file(tmp_path):
         config.Config(allowed_roots="/mnt")
 
 
+def test_install_keeps_the_studio_keys_and_sets_aside_a_broken_file(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import install
+
+    file = tmp_path / "client.json"
+    monkeypatch.setenv("MATTEBOX_CONFIG", str(file))
+    config.save(config.Config(client="/old/mattebox", servers=["gpu1:50051"], allowed_roots=["/mnt/p"], token="t"))
+    install.write_host_config(MATTEBOX)
+    assert config.load() == config.Config(client=MATTEBOX, servers=["gpu1:50051"], allowed_roots=["/mnt/p"], token="t")
+    file.write_text('{"allowed_roots": "/mnt/p", "token": "t"}')
+    install.write_host_config(MATTEBOX)
+    assert config.load() == config.Config(client=MATTEBOX)
+    assert json.loads((tmp_path / "client.json.broken").read_text()) == {"allowed_roots": "/mnt/p", "token": "t"}
+
+
 def fake_client(folder: Path, events: list[dict]) -> str:
     """A stand-in `mattebox` command that prints `events` as JSON lines, then one event with its own
     command line and the token it was given in its environment."""
