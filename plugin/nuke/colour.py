@@ -47,7 +47,8 @@ _OCIO = {
 #: nuke-default names (and OCIO roles) the server has under another name
 _NUKE = {
     "linear": SCENE_LINEAR, "scene_linear": SCENE_LINEAR, "sRGB": "sRGB", "Gamma1.8": "Gamma 1.8 Encoded Rec.709",
-    "Gamma2.2": "Gamma 2.2 Encoded Rec.709", "Gamma2.4": "Gamma 2.4 Encoded Rec.709", "AdobeRGB": "Gamma 2.2 Encoded AdobeRGB",
+    "Gamma2.2": "Gamma 2.2 Encoded Rec.709", "Gamma2.4": "Gamma 2.4 Encoded Rec.709",
+    "AdobeRGB": "Gamma 2.2 Encoded AdobeRGB",
     "Cineon": "Cineon", "raw": WORKING, "Raw": WORKING, "Utility - Raw": WORKING, "data": WORKING, "none": WORKING,
 }
 

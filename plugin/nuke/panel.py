@@ -146,7 +146,8 @@ class Panel(QtWidgets.QWidget):
 
     def show_server(self, up, models, error):
         if not up:
-            text = error or "no server answers at %s: press Start local server or run `mattebox serve`" % self.cfg.address()
+            text = error or ("no server answers at %s: press Start local server or run `mattebox serve`"
+                             % self.cfg.address())
         elif error:
             text = error
         else:
