@@ -228,18 +228,18 @@ class Run:
         first, last = (req.frame_start, req.frame_end) if req.frame_end >= req.frame_start \
             else sources.frame_range(source)
         self.first, self.last = first, last
-        out_dir = _output_dir(req, source)
-        os.makedirs(out_dir, exist_ok=True)
-        self.output = os.path.join(out_dir, f"{self.name}_alpha.####.exr")
-        self.foreground = os.path.join(out_dir, f"{self.name}_foreground.####.exr") if req.foreground else ""
-        self.scratch = tempfile.mkdtemp(prefix="mattebox-blender-")
-
         inputs = {"input": sources.plan(source, first, last)}
         if self.plate is not None and "background" in model["inputs"]:
             inputs["background"] = sources.plan(self.plate, first, last)
         if self.trimap is not None and "trimap" in model["inputs"]:
             inputs["trimap"] = sources.plan(self.trimap, first, last, data=True, channel=CHANNELS[req.matte_channel])
         sources.share_space(inputs["input"], inputs.get("background"))
+
+        out_dir = _output_dir(req, source)  # nothing is written before the request is known to be good
+        os.makedirs(out_dir, exist_ok=True)
+        self.output = os.path.join(out_dir, f"{self.name}_alpha.####.exr")
+        self.foreground = os.path.join(out_dir, f"{self.name}_foreground.####.exr") if req.foreground else ""
+        self.scratch = tempfile.mkdtemp(prefix="mattebox-blender-")
 
         self.stage = "export"
         self.exported[1] = sum(1 if i.export == "still" else last - first + 1 for i in inputs.values() if i.export)
@@ -253,7 +253,7 @@ class Run:
             options += ["--align-plate"]
         if "trimap" in inputs and CHANNELS[req.matte_channel]:
             options += ["--matte-channel", CHANNELS[req.matte_channel]]
-        args = ["matte", *options, "--output", self.output, "--frames", f"{first}-{last}"]
+        args = ["matte", *options, "--output", self.output, f"--frames={first}-{last}"]  # "=": negative frames
         for flag, inp in inputs.items():
             args += [f"--{flag}", inp.path]
         if self.foreground:
@@ -381,5 +381,3 @@ def load_sequence(pattern: str, first: int, last: int, name: str) -> bpy.types.I
     image.reload()
     return image
 
-
-load_alpha = load_sequence

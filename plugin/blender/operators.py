@@ -87,7 +87,8 @@ class MATTEBOX_OT_matte(bpy.types.Operator):
         except Exception as err:
             return _fail(self, err)
         wm = context.window_manager
-        self._timer = wm.event_timer_add(0.2, window=context.window)
+        self._timer = wm.event_timer_add(0.1, window=context.window)  # a step each: one exported frame, or a poll
+        self._shown = ""
         wm.modal_handler_add(self)
         wm.progress_begin(0, 100)
         return {"RUNNING_MODAL"}
@@ -105,9 +106,12 @@ class MATTEBOX_OT_matte(bpy.types.Operator):
             self._end(context)
             return _fail(self, err)
         if result is None:
-            context.window_manager.progress_update(int(self._run.percent))
-            context.workspace.status_text_set(self._run.describe())
-            _redraw(context)
+            shown = self._run.describe()
+            if shown != self._shown:  # redraw what changed only
+                self._shown = shown
+                context.window_manager.progress_update(int(self._run.percent))
+                context.workspace.status_text_set(shown)
+                _redraw(context)
             return {"RUNNING_MODAL"}
         self._end(context)
         return result

@@ -273,7 +273,7 @@ def _render_frames(inp: Input, folder: str):
     tree.nodes.clear()  # Blender 4.x starts a tree with Render Layers, which would render the 3D scene
     pattern = os.path.join(folder, file_name(name) + ".####.exr")
     try:
-        if own:
+        if own and (inp.data or block.colorspace_settings.name):
             image.colorspace_settings.name = "Non-Color" if inp.data else block.colorspace_settings.name
         if image.size[0] == 0:  # reading the size loads the movie
             raise HostError(f"Blender cannot read {path_of(block)} ({name}): convert it to an image sequence")
