@@ -362,7 +362,8 @@ class Run:
         STATE.last_error = ""
         kept = f" ({len(self.kept)} kept from an earlier run)" if self.kept else ""
         fg = " and unmixed foreground" if self.foreground else ""
-        self.report({"INFO"}, f"Mattebox: {len(self.frames)} frames of alpha{fg} in {where}{kept}, wired into "
+        count = f"{len(self.frames)} frame{'s' if len(self.frames) != 1 else ''}"
+        self.report({"INFO"}, f"Mattebox: {count} of alpha{fg} in {where}{kept}, wired into "
                               f"the compositor")
         return {"FINISHED"}
 

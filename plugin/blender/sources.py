@@ -175,9 +175,7 @@ class Input:
     def write(self, folder: str):
         """Write the frames the server needs into `folder` (nothing when it reads the datablock's files);
         a generator that yields after each frame, so that a timer can step it."""
-        if self.export == "movie":
-            self.path = yield from _render_frames(self, folder)
-        elif self.export == "sequence":
+        if self.export in ("movie", "sequence"):
             self.path = yield from _render_frames(self, folder)
         elif self.export == "still":
             self.path = _save_still(self.block, folder, self.data, self.rgb_only())
