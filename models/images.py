@@ -1,7 +1,7 @@
 """Reading and writing frames with OpenImageIO (EXR, DPX, TIFF, PNG, JPEG and the rest it knows).
 
 Channels: `read(path, 3)` takes R, G, B by name; `read(path, 1)` (mattes, trimaps) takes a named
-channel, else the file's alpha, else its only channel, else the Rec.709 luminance of R, G, B.
+channel, else the file's alpha (unless opaque), else its only channel, else the Rec.709 luminance of R, G, B.
 Data windows: `Image.window` holds the data window (Nuke's bbox) and the display window (the format);
 `fit` places one picture into another's data window. Colour: a file's own colour space when its header
 names one (`oiio:ColorSpace`, EXR chromaticities, DPX log transfer), else float files (EXR, HDR, float
@@ -88,7 +88,8 @@ def read(path: str | os.PathLike, channels: int | None = None, channel: str = ""
     them, else its first three (a one-channel file is repeated); 1 = one channel, for mattes and
     trimaps: `channel` when given (a channel name of the file such as "A" or "mask.a", matched exactly,
     else in any case; "Y" = the Rec.709 luminance of R, G, B where the file has no channel Y), else
-    the file's alpha channel, else its only channel, else the luminance of R, G, B.
+    the file's alpha channel (unless it is opaque, 1 everywhere: no matte there), else its only
+    channel, else the luminance of R, G, B.
     Integer files keep their dtype (luminance rounded back to it); float files come back float16 or
     float32; other pixel types (uint32, double, ...) are read as float32. Colour values are as stored
     (straight RGB of a PNG or TIFF with unassociated alpha is not premultiplied).
@@ -182,6 +183,8 @@ def _matte(path: str, px: np.ndarray, names: tuple[str, ...], alpha: int, channe
             raise ValueError(f"{path}: has no channel {channel!r}; its channels are {', '.join(names)}")
     else:
         index = alpha if alpha >= 0 else next((i for i, n in enumerate(names) if _is_alpha(n)), None)
+        if index is not None and len(names) > 1 and _opaque(px[..., index]):
+            index = None  # an opaque alpha holds no matte (a trimap painted in RGB, saved as RGBA)
         if index is None and len(names) == 1:
             index = 0
     if index is not None:
@@ -191,6 +194,12 @@ def _matte(path: str, px: np.ndarray, names: tuple[str, ...], alpha: int, channe
         raise ValueError(f"{path}: no alpha, single channel or R, G, B to read a matte from (it has "
                          f"{', '.join(names)}); name the channel to read")
     return _luminance(px, rgb)
+
+
+def _opaque(a: np.ndarray) -> bool:
+    """Whether a channel (integer or float) is 1 everywhere."""
+    one = np.iinfo(a.dtype).max if a.dtype.kind == "u" else 1.0
+    return bool((a == one).all())
 
 
 def _rgb(path: str, px: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

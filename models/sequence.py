@@ -6,9 +6,12 @@ Frame tokens: "####" (one digit per #, Nuke), "%04d" / "%d" (printf, Nuke and Bl
 from __future__ import annotations
 
 import glob
+import os
 import re
 
 _TOKEN = re.compile(r"#+|%0?(\d*)d|\$F(\d?)")
+#: a file name's frame number: its last run of digits (with a minus sign right before it)
+_NUMBER = re.compile(r"-?\d+(?=\D*$)")
 
 
 def has_frame_token(pattern: str) -> bool:
@@ -28,6 +31,20 @@ def frame_path(pattern: str, frame: int) -> str:
         return f"{frame:0{width}d}"
 
     return _TOKEN.sub(pad, pattern, count=1)
+
+
+def pattern_of_file(path: str) -> tuple[str, int]:
+    """The #### pattern of one file of a sequence, and its frame number: the last run of digits in the
+    file name, its padding kept, as Blender and Nuke read it. Raises ValueError for a name without one.
+
+    >>> pattern_of_file("/shots/a/plate.1001.exr"), pattern_of_file("roto_v2.-003.png")
+    (('/shots/a/plate.####.exr', 1001), ('roto_v2.####.png', -3))
+    """
+    folder, name = os.path.split(path)
+    m = _NUMBER.search(name)
+    if m is None:
+        raise ValueError(f"{path} has no frame number in its name, so it is not one file of a sequence")
+    return os.path.join(folder, name[:m.start()] + "#" * len(m.group()) + name[m.end():]), int(m.group())
 
 
 def frames_on_disk(pattern: str) -> list[int]:

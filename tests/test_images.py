@@ -425,3 +425,14 @@ def test_plain_files_and_unknown_names_keep_the_default_rule(tmp_path):
     assert images.read(tmp_path / "odd.exr").colour_space == SCENE_LINEAR
     rgba_trimap_png(tmp_path / "tri.png", np.zeros((4, 6), np.uint8))
     assert images.read(tmp_path / "tri.png").colour_space == SRGB
+
+
+def test_an_opaque_alpha_is_not_taken_for_the_matte(tmp_path):
+    """A trimap painted in RGB and saved as RGBA with an opaque alpha reads from its luminance."""
+    tri = np.zeros((8, 10), np.uint8)
+    tri[2:6, 3:7] = 128
+    tri[3:5, 4:6] = 255
+    rgba = np.concatenate([np.repeat(tri[..., None], 3, 2), np.full((8, 10, 1), 255, np.uint8)], axis=2)
+    write_pixels(tmp_path / "tri.png", rgba)
+    np.testing.assert_array_equal(images.read(tmp_path / "tri.png", 1).pixels[..., 0], tri)
+    np.testing.assert_array_equal(images.read(tmp_path / "tri.png", 1, channel="A").pixels[..., 0], 255)

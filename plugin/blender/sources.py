@@ -29,7 +29,6 @@ import bpy
 from . import compositor, sequence
 from .host.client import HostError
 
-_FRAME_NUMBER = re.compile(r"\d+(?=\D*$)")  # the last run of digits in a file name (what Blender reads)
 
 #: Blender colour space (image.colorspace_settings.name) -> the OpenColorIO name the server knows.
 #: Not here (Blender's own log and display encodings: AgX Log, Filmic Log, Filmic sRGB, AgX Base ...,
@@ -64,21 +63,14 @@ def is_movie(block) -> bool:
     return block.source == "MOVIE"
 
 
-def _file_pattern(path: str) -> str:
-    """/shots/a/plate.1001.exr -> /shots/a/plate.####.exr (the padding kept): the frame number is the
-    last run of digits of the file name, as Blender reads it. (Wanted in models/sequence.py as
-    pattern_of_file(path); private here until it is there.)"""
-    folder, name = os.path.split(path)
-    m = _FRAME_NUMBER.search(name)
-    if m is None:
-        raise HostError(f"{path} has no frame number in its name, so it is not an image sequence: set the "
-                        f"image's source to Single Image, or rename the files name.1001.exr ...")
-    return os.path.join(folder, name[:m.start()] + "#" * len(m.group()) + name[m.end():])
-
-
 def sequence_pattern(block) -> str:
     """The #### pattern of an image sequence datablock's files."""
-    return _file_pattern(path_of(block))
+    path = path_of(block)
+    try:
+        return sequence.pattern_of_file(path)[0]
+    except ValueError as err:
+        raise HostError(f"{err}: set the image's source to Single Image, or rename the files "
+                        f"name.1001.exr ...") from None
 
 
 def clip_start(clip) -> int:
@@ -86,7 +78,7 @@ def clip_start(clip) -> int:
     file it was loaded from."""
     if not is_sequence(clip):
         return 1
-    return int(_FRAME_NUMBER.search(os.path.basename(clip.filepath)).group())
+    return sequence.pattern_of_file(clip.filepath)[1]
 
 
 def frame_range(block) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import grpc
 
 from models import sequence
-from plugin.cli.connect import explain
+from plugin.cli.connect import add_server_arguments, explain
 from plugin.cli.train import reporter
 from plugin.client.connection import Client
 
@@ -36,10 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the file's alpha, else its only channel, else luminance)")
     p.add_argument("--base-weights", default="", help="start from these weights instead of the base model's")
     p.add_argument("--out", default="", help="run folder (default runs/<name>)")
-    p.add_argument("--server", default="", help="check that this server now lists the new model")
     p.add_argument("--remote", action="store_true", help="run the fine-tune on --server as a server-side job "
                                                           "(the shot must be on storage the server can read)")
-    p.add_argument("--token", default="")
+    add_server_arguments(p, "the server to run a --remote fine-tune on; without --remote: check that it "
+                            "now lists the new model")
     p.add_argument("--progress", choices=("text", "json", "openjd"), default="text")
 
 
@@ -64,7 +64,7 @@ def run_remote(args: argparse.Namespace, train: list[int]) -> int:
                              train_frames=train, held_frames=held_frames(args, train), background=args.background,
                              steps=args.steps, colour_space=args.colour_space, matte_channel=args.matte_channel)
     on_step, on_validate = reporter(args.progress, 0)
-    with Client(args.server, token=args.token) as c:
+    with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
         try:
             for ev in c.finetune(req):
                 kind = ev.WhichOneof("event")
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
           f"{card['held_sad_after']:.3f}", file=sys.stderr)
     if args.server:
         try:
-            with Client(args.server, token=args.token) as c:
+            with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
                 listed = args.name in [m.name for m in c.models()]
         except grpc.RpcError as err:
             print(f"mattebox finetune: could not ask {args.server}: {err.details()}", file=sys.stderr)
