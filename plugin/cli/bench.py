@@ -15,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="", help="transport: frame size WxH (default 3840x2160)")
     p.add_argument("--sizes", default="512x512,1920x1080", help="models: comma-separated WxH sizes")
     p.add_argument("--models", default="",
-                   help="models, align: comma-separated names (default: models all but null; align "
-                        "difference,bgm)")
+                   help="models, align, foreground: comma-separated names (default: models all but null; "
+                        "align difference,bgm; foreground bgm,difference,closed_form,lightweight)")
     p.add_argument("--repeat", type=int, default=0,
                    help="timed runs after a warm-up (default: transport 7; models 3, or 1 for a model slower than 5 s)")
     p.add_argument("--server", default="", help="transport, cli: measure this running server instead of starting one")

@@ -31,18 +31,23 @@ from pathlib import Path
 import numpy as np
 
 from models import foreground
-from models.base import Sample
+from models.base import BACKGROUND, TRIMAP, MattingModel, Sample
 from models.registry import Registry
 from plugin.cli.bench_align import plates, rng_for, validation
 from training.benchmark.composites import Composite
 from training.data.crop import cover
 from training.data.files import read_srgb
 
-#: model -> its group and what it is given
-MODELS = {"bgm": "plate", "difference": "plate", "closed_form": "trimap", "lightweight": "image"}
+#: the models measured by default: two plate models, a trimap model, an image-only model
+DEFAULT = ("bgm", "difference", "closed_form", "lightweight")
 GOAL = 0.7
 #: "alpha right": unknown pixels where the model's alpha is within this of the truth
 RIGHT = 0.05
+
+
+def group(model: MattingModel) -> str:
+    """"plate", "trimap" or "image": what the model takes besides the image."""
+    return "plate" if BACKGROUND in model.inputs else "trimap" if TRIMAP in model.inputs else "image"
 
 
 def new_background(c: Composite, paths: list[Path], rng: np.random.Generator) -> np.ndarray:
@@ -60,14 +65,14 @@ def errors(fgr: np.ndarray, alpha: np.ndarray, truth: np.ndarray, bnew: np.ndarr
     return tuple(float(d[r].mean()) if r.any() else 0.0 for r in regions)
 
 
-def measure(model, name: str, c: Composite, plate: np.ndarray, bnew: np.ndarray) -> dict[str, tuple]:
-    """Ratios (unknown region, whole image) of each variant against the uncorrected source, and the
-    milliseconds unmix took."""
-    group = MODELS[name]
-    sample = Sample(image=c.image, trimap=c.trimap if group == "trimap" else None,
-                    background=plate if group == "plate" else None)
+def measure(model: MattingModel, c: Composite, plate: np.ndarray, bnew: np.ndarray) -> dict[str, tuple]:
+    """Each variant's ratios against the uncorrected source (unknown region, whole image, unknown
+    pixels where the model's alpha is right), and "ms": (the milliseconds unmix took,)."""
+    kind = group(model)
+    sample = Sample(image=c.image, trimap=c.trimap if kind == "trimap" else None,
+                    background=plate if kind == "plate" else None)
     alpha, head = model.run_foreground([model.prepare(sample)])[0]
-    plate = plate if group == "plate" else None
+    plate = plate if kind == "plate" else None
     truth = c.alpha[..., None] * c.fgr + (1 - c.alpha[..., None]) * bnew
     unknown = c.trimap == 128
     regions = (unknown, np.ones_like(unknown), unknown & (np.abs(alpha - c.alpha) <= RIGHT))
@@ -80,7 +85,7 @@ def measure(model, name: str, c: Composite, plate: np.ndarray, bnew: np.ndarray)
     fgr = foreground.unmix(c.image, alpha, plate, head)
     ms = (time.perf_counter() - start) * 1000
     out = {"unmix": ratio(fgr, alpha), "true_f": ratio(c.fgr, alpha),
-           "gt_alpha": ratio(foreground.unmix(c.image, c.alpha, plate), c.alpha), "ms": (ms,) * 3}
+           "gt_alpha": ratio(foreground.unmix(c.image, c.alpha, plate), c.alpha), "ms": (ms,)}
     if head is not None:
         out["head"] = ratio(head, alpha)
         out["unmix_head_prior"] = ratio(foreground.unmix(c.image, alpha, plate, head, head_prior=True), alpha)
@@ -88,12 +93,7 @@ def measure(model, name: str, c: Composite, plate: np.ndarray, bnew: np.ndarray)
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [n for n in args.models.split(",") if n] or list(MODELS)
-    unknown_names = [n for n in names if n not in MODELS]
-    if unknown_names:
-        print(f"mattebox bench foreground: no group for {', '.join(unknown_names)}; pick from "
-              f"{', '.join(MODELS)}", file=sys.stderr)
-        return 1
+    names = [n for n in args.models.split(",") if n] or list(DEFAULT)
     registry = Registry()
     try:
         models = {n: registry.get(n) for n in names}
@@ -108,13 +108,13 @@ def run(args: argparse.Namespace) -> int:
         plate = plates(c, rng)[0]
         bnew = new_background(c, paths, rng)
         for name, model in models.items():
-            for key, value in measure(model, name, c, plate, bnew).items():
+            for key, value in measure(model, c, plate, bnew).items():
                 rows[name].setdefault(key, []).append(value)
         if not args.json:
             print(f"  {c.foreground} over {Path(c.background).name}: "
                   + ", ".join(f"{n} {rows[n]['unmix'][-1][0]:.3f}" for n in names), flush=True)
-    summary = {n: {"group": MODELS[n], **{k: [statistics.mean(v[i] for v in vals) for i in range(3)]
-                                         for k, vals in r.items()}} for n, r in rows.items()}
+    summary = {n: {"group": group(models[n]), **{k: [statistics.mean(col) for col in zip(*vals)]
+                                                 for k, vals in r.items()}} for n, r in rows.items()}
     result = {"composites": len(val), "max_side": args.max_side, "goal": GOAL,
               "region": ("ratios [unknown region of the dataset trimap, whole image, unknown pixels where the "
                          f"model's alpha is within {RIGHT} of the truth]"), "models": summary}
