@@ -22,8 +22,9 @@ alpha, which isolates the foreground from the matte's own errors.
 - A network's own foreground (BGM's head, shipped weights): on its own it is worse than the
   uncorrected source (1.16 with bgm's alpha, 4.2 with the gt alpha); as the plate solve's prior in
   F_ml's place it is worse too (0.97 against 0.96 with bgm's alpha, 0.44 against 0.24 with the gt
-  alpha). So `unmix` returns the plate solve with the ML prior; `head_prior=True` puts the head in
-  F_ml's place, to re-measure when the weights change.
+  alpha). So `unmix` returns the plate solve with the ML prior, and the server does not run the head;
+  `prior=` puts another estimate (the head) in F_ml's place, which `mattebox bench foreground`
+  re-measures for bgm whenever its weights change.
 
 With the models' own alphas the ratios stay at 0.94 to 1.0 for bgm, the difference key and lightweight
 and 0.76 for closed_form, and the true F itself gets 0.91 to 0.95 and 0.64: the mattes' errors, not
@@ -41,31 +42,29 @@ GRADIENT_WEIGHT = 0.1
 
 
 def unmix(image: np.ndarray, alpha: np.ndarray, plate: np.ndarray | None = None,
-          head: np.ndarray | None = None, head_prior: bool = False) -> np.ndarray:
+          prior: np.ndarray | None = None) -> np.ndarray:
     """The straight (un-premultiplied) foreground F of I = alpha F + (1 - alpha) B.
 
     image: (H, W, 3) float32, the source in ITS OWN colour space as unit float (scene-linear EXR
     values as they are; integer files / max); alpha: (H, W) float32 in [0, 1] (the model's);
-    plate: the clean plate in the same space, already aligned, or None; head: a network's own
-    foreground prediction converted to the same space, or None; head_prior: use `head` as the plate
-    solve's prior instead of the ML estimate (measured worse; see the module docstring).
+    plate: the clean plate in the same space, already aligned, or None; prior: (H, W, 3) a foreground
+    estimate in the same space to use instead of the ML estimate (a network's head: measured worse,
+    see the module docstring), or None.
     Returns (H, W, 3) float32 in that space, in [0, max(1, image.max())].
-    Raises ValueError when the shapes disagree, or head_prior is asked for without a head.
+    Raises ValueError when the shapes disagree.
     """
     image = np.asarray(image, dtype=np.float32)
     alpha = np.clip(np.asarray(alpha, dtype=np.float32), 0, 1)
     if image.ndim != 3 or image.shape[2] != 3 or alpha.shape != image.shape[:2]:
         raise ValueError(f"image must be (H, W, 3) and alpha (H, W) of its size, got {image.shape} and {alpha.shape}")
-    for name, extra in (("plate", plate), ("head", head)):
+    for name, extra in (("plate", plate), ("prior", prior)):
         if extra is not None and np.shape(extra) != image.shape:
             raise ValueError(f"{name} must be {image.shape} like the image, got {np.shape(extra)}")
-    if head_prior and head is None:
-        raise ValueError("head_prior needs a head")
     top = max(1.0, float(image.max()))
-    if head_prior:
-        prior = np.asarray(head, np.float32)
-    else:
+    if prior is None:
         prior = estimate_foreground_ml(image, alpha, gradient_weight=GRADIENT_WEIGHT).astype(np.float32)
+    else:
+        prior = np.asarray(prior, np.float32)
     if plate is None:
         return np.clip(prior, 0, top)
     return np.clip(plate_solve(image, alpha, np.asarray(plate, np.float32), prior), 0, top)

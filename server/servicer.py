@@ -95,8 +95,8 @@ class Matting(rpc.MattingServicer):
         except ValueError as err:
             raise frames.invalid(str(err)) from None
         align_plate = opts.align_plate and background is not None
-        if align_plate or opts.foreground:
-            from models import align, foreground  # noqa: F401 - OpenCV / pymatting only when asked
+        if align_plate:
+            from models import align  # OpenCV only when asked
 
         def work():
             loaded = self.registry.get(name)
@@ -105,8 +105,7 @@ class Matting(rpc.MattingServicer):
             if align_plate:
                 report = align.estimate(sample.image, sample.background)
                 sample = replace(sample, background=align.warp(sample.background, report))
-            alpha, head = loaded.run_foreground([sample])[0] if opts.foreground else (loaded.run([sample])[0], None)
-            return alpha, head, report
+            return loaded.run([sample])[0], report
 
         try:
             fut = self.scheduler.submit(self.registry.device(name), work, deadline, wait)
@@ -115,7 +114,7 @@ class Matting(rpc.MattingServicer):
         except RuntimeError as err:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, str(err)) from None
         try:
-            alpha, head, report = fut.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            alpha, report = fut.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             fut.cancel()
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the frame was done")
@@ -132,7 +131,7 @@ class Matting(rpc.MattingServicer):
             raise RequestError(grpc.StatusCode.INTERNAL, f"model {name!r} failed: {err!r}") from None
         out = np.float32 if opts.alpha_dtype == pb.FLOAT32 else np.float16
         alpha = np.asarray(alpha, np.float32)
-        fgr = _unmix(raw, alpha, head, report).astype(out) if opts.foreground else None
+        fgr = _unmix(raw, alpha, report).astype(out) if opts.foreground else None
         return Matted(alpha.astype(out), fgr, None if report is None else _alignment(report))
 
     # -- RPCs --------------------------------------------------------------------------------------
@@ -257,10 +256,11 @@ class Matting(rpc.MattingServicer):
         self.jobs.cancel_all()
 
 
-def _unmix(raw: Sample, alpha: np.ndarray, head: np.ndarray | None, report) -> np.ndarray:
-    """The straight foreground in the image's own colour space: (H, W, 3) float32. raw: the frame as
-    it arrived; head: the model's own foreground in the display space, or None; report: the plate's
-    alignment, or None. The plate (aligned like the one the model saw) is brought into the image's space."""
+def _unmix(raw: Sample, alpha: np.ndarray, report) -> np.ndarray:
+    """The straight foreground in the image's own colour space: (H, W, 3) float32, solved there (in
+    linear light for an EXR). raw: the frame as it arrived; report: the plate's alignment, or None.
+    The plate (aligned like the one the model saw) is brought into the image's space. Runs on the
+    request's thread, not the device worker."""
     from models import align, foreground
     image = pixels.to_unit_float(raw.image)[..., :3]
     plate = None
@@ -270,9 +270,7 @@ def _unmix(raw: Sample, alpha: np.ndarray, head: np.ndarray | None, report) -> n
             plate = colour.convert(plate, raw.background_space, raw.colour_space)
         if report is not None:
             plate = align.warp(plate, report)
-    if head is not None:
-        head = colour.convert(head, raw.display_space, raw.colour_space)
-    return foreground.unmix(image, alpha, plate, head)
+    return foreground.unmix(image, alpha, plate)
 
 
 def _alignment(report) -> pb.Alignment:

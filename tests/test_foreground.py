@@ -64,15 +64,14 @@ def test_scene_linear_values_stay_above_one(shot):
     assert fgr.max() > 1 and fgr.max() <= linear.max() and fgr.min() >= 0
 
 
-def test_a_head_is_the_prior_only_when_asked(shot):
+def test_a_given_prior_replaces_the_ml_estimate(shot):
     s, _ = shot
     image, alpha = s.image[0], s.alpha[0]
     head = np.full_like(image, 0.5)
-    assert np.array_equal(unmix(image, alpha, s.plate, head), unmix(image, alpha, s.plate))
     clear = alpha == 0
-    np.testing.assert_allclose(unmix(image, alpha, s.plate, head, head_prior=True)[clear], 0.5)
-    with pytest.raises(ValueError, match="head"):
-        unmix(image, alpha, s.plate, head_prior=True)
+    np.testing.assert_allclose(unmix(image, alpha, s.plate, prior=head)[clear], 0.5)
+    with pytest.raises(ValueError, match="prior"):
+        unmix(image, alpha, s.plate, prior=head[:-1])
     with pytest.raises(ValueError, match="plate"):
         unmix(image, alpha, s.plate[:-1])
 

@@ -39,7 +39,7 @@ def write_shot(folder, shot) -> dict[str, str]:
     pat = {"input": str(folder / "src.####.exr"), "background": str(folder / "plate.exr"),
            "trimap": str(folder / "tri.####.png")}
     images.write_rgb(pat["background"], colour.convert(shot.plate, colour.SRGB, colour.SCENE_LINEAR))
-    for i in range(N):
+    for i in range(len(shot.image)):
         images.write_rgb(sequence.frame_path(pat["input"], FIRST + i),
                          colour.convert(shot.image[i], colour.SRGB, colour.SCENE_LINEAR))
         images.write_rgb(sequence.frame_path(pat["trimap"], FIRST + i),
@@ -259,3 +259,96 @@ def test_aces_and_log_plates_give_the_matte_of_the_rec709_original(tmp_path, sho
         # taken for Rec.709 is 0.016 off on average and 0.56 at worst
         assert np.abs(a - alphas["rec709.exr"]).mean() < 2e-3, name
         assert np.abs(a - alphas["rec709.exr"]).max() < 0.1, name
+
+
+# -- a hand-held plate, the unmixed foreground ------------------------------------------------------------
+
+
+def handheld(plate: np.ndarray, dx: float = 3.0, dy: float = -2.0, degrees: float = 0.6) -> np.ndarray:
+    """The plate as a hand-held camera would shoot it again: shifted and rotated a little about the
+    frame centre, edges replicated."""
+    import cv2
+
+    h, w = plate.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    m[:, 2] += (dx, dy)
+    return cv2.warpAffine(plate, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def sad(alpha: np.ndarray, true: np.ndarray) -> float:
+    return float(np.abs(alpha - true).sum() / 1000)
+
+
+def test_align_plate_brings_a_handheld_plate_back_to_the_true_plates_matte(tmp_path, server_address):
+    shot = make_shot(320, 192, 2, first=FIRST, seed=9)
+    pat = write_shot(tmp_path / "show", shot)
+    images.write_rgb(tmp_path / "show" / "handheld.exr", linear(handheld(shot.plate)))
+    runs = {"true": (pat["background"], []), "handheld": (str(tmp_path / "show" / "handheld.exr"), []),
+            "aligned": (str(tmp_path / "show" / "handheld.exr"), ["--align-plate"])}
+    scores, frames = {}, {}
+    for name, (plate, extra) in runs.items():
+        out = str(tmp_path / name / "a.####.exr")
+        got = matte_cli("--model", "difference", "--input", pat["input"], "--background", plate, *extra,
+                        "--output", out, server=server_address)
+        frames[name] = [e for e in got if e["event"] == "frame"]
+        scores[name] = sum(sad(read_alpha(sequence.frame_path(out, FIRST + i)), shot.alpha[i]) for i in range(2))
+    assert scores["handheld"] > 1.3 * scores["true"]          # the wobble hurts the key ...
+    assert scores["aligned"] <= 1.1 * scores["true"]          # ... and alignment takes it back
+    for e in frames["aligned"]:
+        assert e["alignment"]["ok"] and 1.0 < e["alignment"]["shift_px"] < 8.0
+    assert all("alignment" not in e for e in frames["true"])
+
+
+def test_a_plate_that_cannot_be_aligned_is_reported_on_its_frames(tmp_path, shot, server_address):
+    pat = write_shot(tmp_path / "show", shot)
+    images.write_rgb(tmp_path / "flat.exr", np.full((H, W, 3), 0.18, np.float32))
+    run = mattebox("matte", "--model", "difference", "--input", pat["input"], "--background", str(tmp_path / "flat.exr"),
+                   "--align-plate", "--output", str(tmp_path / "a.####.exr"), "--server", server_address,
+                   "--progress", "json")
+    assert run.returncode == 0, run.stderr + run.stdout  # matted with the plate as given, and said so
+    got = events(run)
+    frames = [e for e in got if e["event"] == "frame"]
+    assert len(frames) == N and all(not e["alignment"]["ok"] and e["alignment"]["message"] for e in frames)
+    assert [e for e in got if e["event"] == "done"][0]["misaligned"] == N
+
+
+@pytest.mark.parametrize("model,transport", [("difference", "path"), ("difference", "stream"),
+                                             ("closed_form", "shm")])
+def test_unmixed_foreground_composites_over_a_new_background(tmp_path, shot, server_address, model, transport):
+    """--foreground writes straight RGB beside the alpha, in the input's colour space and windows;
+    premultiplied by the model's own alpha over a new background (in linear light, as a compositor
+    merges EXRs) it is closer to the true composite than the source premultiplied, which still
+    carries the old background at soft edges."""
+    f_lin, b_lin = linear(shot.foreground), linear(shot.plate)
+    a_true = shot.alpha[..., None]
+    src = a_true * f_lin + (1 - a_true) * b_lin  # the plate photographed with the subject in front
+    folder = tmp_path / "show"
+    folder.mkdir()
+    images.write_rgb(folder / "plate.exr", b_lin)
+    for i in range(N):
+        images.write_rgb(sequence.frame_path(str(folder / "src.####.exr"), FIRST + i), src[i])
+        images.write_rgb(sequence.frame_path(str(folder / "tri.####.png"), FIRST + i),
+                         np.repeat(trimap_from_alpha(shot.alpha[i], band=2)[..., None], 3, 2))
+    out, fg = str(tmp_path / "out" / "a.####.exr"), str(tmp_path / "out" / "fg.####.exr")
+    extra = ["--background", str(folder / "plate.exr")] if model == "difference" else ["--trimap", str(folder / "tri.####.png")]
+    got = matte_cli("--model", model, "--input", str(folder / "src.####.exr"), *extra, "--output", out,
+                    "--foreground", fg, server=server_address, transport=transport)
+    assert [e["foreground"] for e in got if e["event"] == "frame"] == [sequence.frame_path(fg, f)
+                                                                       for f in range(FIRST, FIRST + N)]
+    new = np.zeros((H, W, 3), np.float32)
+    new[..., 1] = 0.6  # a green replacement background, linear
+    errors = {"band": [0.0, 0.0], "matte right": [0.0, 0.0]}  # (ours, source premultiplied) summed over frames
+    for i in range(N):
+        fgr = images.read(sequence.frame_path(fg, FIRST + i), 3)
+        assert fgr.colour_space == colour.SCENE_LINEAR and fgr.pixels.shape == (H, W, 3)
+        a = read_alpha(sequence.frame_path(out, FIRST + i))[..., None]
+        true = a_true[i] * f_lin[i] + (1 - a_true[i]) * new
+        band = trimap_from_alpha(shot.alpha[i], band=2) == 128
+        for name, where in (("band", band), ("matte right", band & (np.abs(a[..., 0] - shot.alpha[i]) < 0.05))):
+            errors[name][0] += np.abs(a * fgr.pixels + (1 - a) * new - true)[where].mean()
+            errors[name][1] += np.abs(a * src[i] + (1 - a) * new - true)[where].mean()
+    # Where the model's alpha is right the old background's fringe is what is left, and most of it
+    # goes; over the whole unknown band the matte's own errors dominate both composites, and the
+    # foreground must still not make things worse.
+    assert errors["matte right"][0] <= 0.8 * errors["matte right"][1], errors
+    assert errors["band"][0] <= errors["band"][1], errors

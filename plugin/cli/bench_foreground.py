@@ -82,13 +82,13 @@ def measure(model: MattingModel, c: Composite, plate: np.ndarray, bnew: np.ndarr
         return tuple(e / s if s else 1.0 for e, s in zip(est, src))
 
     start = time.perf_counter()
-    fgr = foreground.unmix(c.image, alpha, plate, head)
+    fgr = foreground.unmix(c.image, alpha, plate)
     ms = (time.perf_counter() - start) * 1000
     out = {"unmix": ratio(fgr, alpha), "true_f": ratio(c.fgr, alpha),
            "gt_alpha": ratio(foreground.unmix(c.image, c.alpha, plate), c.alpha), "ms": (ms,)}
     if head is not None:
         out["head"] = ratio(head, alpha)
-        out["unmix_head_prior"] = ratio(foreground.unmix(c.image, alpha, plate, head, head_prior=True), alpha)
+        out["unmix_head_prior"] = ratio(foreground.unmix(c.image, alpha, plate, prior=head), alpha)
     return out
 
 
