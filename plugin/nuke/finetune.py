@@ -18,10 +18,11 @@ def gt_frames(node, first, last):
     if text:
         frames = set()
         for part in text.replace(" ", "").split(","):
-            m = re.fullmatch(r"(-?\d+)(?:-(-?\d+))?", part)
-            if not m:
-                raise job.Refused("GT frames %r is not a list like 1001,1010-1012: fix it" % text)
-            frames.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+            try:
+                first_gt, last_gt = sequence.parse_range(part)
+            except ValueError:
+                raise job.Refused("GT frames %r is not a list like 1001,1010-1012: fix it" % text) from None
+            frames.update(range(first_gt, last_gt + 1))
         return sorted(frames)
     pattern = pixels.plain_read(node.input(mnode.GT))
     if not pattern or not sequence.has_frame_token(pattern):
