@@ -201,36 +201,34 @@ class Matting(rpc.MattingServicer):
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"shared memory needs client and server on one host (peer {context.peer()}); "
                                "use MatteStream or path mode")
-        return pb.RegisterRegionResponse(region_id=self.regions.register(request.name, request.size))
+        return pb.RegisterRegionResponse(region_id=self.regions.register(request.name, request.size, context.peer()))
 
     @_status
     def ReleaseRegion(self, request, context):
-        self.regions.release(request.region_id)
+        self.regions.release(request.region_id, context.peer())
         return pb.ReleaseRegionResponse()
 
     @_status
     def MatteShared(self, request, context):
+        """The inputs are copied out of the client's file into arrays the server owns and the results
+        copied in (server.shm: the server never maps a file its client can truncate)."""
         t0 = time.perf_counter()
-        mm = self.regions.get(request.region_id)
-        slices = self.parts(request.model, request, lambda m, role: m.HasField(role))
-        for role, s in slices.items():
-            frames.check_desc(role, s.desc, None if role == IMAGE else request.image.desc)
-            _check_bounds(role, s.offset, codec.nbytes(s.desc), len(mm))
-        descs = {role: s.desc for role, s in slices.items()}
-        mv = memoryview(mm)
-        try:
-            arrays = _arrays(descs, lambda role: mv[slices[role].offset:slices[role].offset + codec.nbytes(descs[role])])
+        with self.regions.use(request.region_id, context.peer()) as region:
+            slices = self.parts(request.model, request, lambda m, role: m.HasField(role))
+            for role, s in slices.items():
+                frames.check_desc(role, s.desc, None if role == IMAGE else request.image.desc)
+                _check_bounds(role, s.offset, codec.nbytes(s.desc), region.size)
+            descs = {role: s.desc for role, s in slices.items()}
+            arrays = _arrays(descs, lambda role: region.read(slices[role].offset, codec.nbytes(descs[role])))
             got = self.matte(request.model, Inputs(arrays, _spaces(descs), request.options), _deadline(context))
             del arrays
             results = [("alpha", got.alpha, request.alpha_offset)]
             if got.foreground is not None:
                 results.append(("foreground", got.foreground, request.foreground_offset))
             for role, a, offset in results:
-                _check_bounds(role, offset, a.nbytes, len(mm))
+                _check_bounds(role, offset, a.nbytes, region.size)
             for role, a, offset in results:
-                np.frombuffer(mm, a.dtype, a.size, offset).reshape(a.shape)[...] = a
-        finally:
-            mv.release()
+                region.write(offset, a)
         return pb.MatteSharedResponse(alpha=codec.describe(got.alpha), seconds=time.perf_counter() - t0,
                                       foreground=None if got.foreground is None else codec.describe(got.foreground),
                                       alignment=got.alignment)

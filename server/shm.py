@@ -1,25 +1,59 @@
 """Shared-memory regions registered by clients on the same host.
 
 The client creates a file in the shared-memory folder (/dev/shm), sizes it and owns it; the server
-maps it by name. Plain files + mmap rather than multiprocessing.SharedMemory: Python 3.11's resource
-tracker would unlink a block the server attached to when the server exits, pulling it from under the
-client. Names are restricted to "mattebox-<letters, digits, - or _>" in that folder, so a request can
-never make the server map any other file.
+opens it by name and keeps only the file descriptor. Plain files rather than
+multiprocessing.SharedMemory: Python 3.11's resource tracker would unlink a block the server attached
+to when the server exits, pulling it from under the client. Names are restricted to
+"mattebox-<letters, digits, - or _>" in that folder, and links and anything but a regular file are
+refused, so a request can never make the server open any other file.
+
+The server never maps a client's file. The client can truncate it at any moment, and touching a
+mapping past the file's new end kills the whole process with SIGBUS. A request's inputs are copied with
+os.preadv into arrays the server owns, and its results written with os.pwritev; a short read (the
+client truncated the file) is that request's INVALID_ARGUMENT, and the server goes on.
+
+Regions belong to the connection (gRPC peer) that registered them:
+- registering the same file again on that connection gives back the same region (with the new size);
+- a peer holds at most `per_peer` regions and `bytes_per_peer` registered bytes, and the server at
+  most `total` regions (RESOURCE_EXHAUSTED past a cap, saying what to release);
+- a region is dropped when its file is removed (at its next use or the next sweep), when the
+  connection that registered it has closed (the sweep reads /proc/net/tcp*, Linux), and when it has
+  not been used for `idle_s` seconds. Its id then answers NOT_FOUND, saying why: register again
+  (the client library does so by itself).
+Defaults come from the environment: MATTEBOX_REGION_IDLE_S (600), MATTEBOX_REGIONS_PER_PEER (16),
+MATTEBOX_REGION_MB_PER_PEER (16384), MATTEBOX_REGIONS_MAX (256), MATTEBOX_REGION_SWEEP_S (10).
 """
 from __future__ import annotations
 
-import mmap
+import collections
+import contextlib
+import errno
+import ipaddress
 import os
 import re
+import stat
+import struct
 import tempfile
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator
+from urllib.parse import unquote
 
 import grpc
+import numpy as np
 
-from server.frames import RequestError
+from server.frames import RequestError, invalid
 
 _NAME = re.compile(r"mattebox-[A-Za-z0-9_-]{1,200}")
+_OPEN = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+#: reads and writes at least this long are split over a few threads (the kernel copies in parallel)
+PARALLEL_BYTES = 8 << 20
+#: how many dropped region ids are remembered, so that their next use can say why they went
+_REMEMBERED = 4096
 
 
 def shm_dir() -> str:
@@ -27,61 +61,310 @@ def shm_dir() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
+def _env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(eq=False)
+class Region:
+    """One registered file: its descriptor (never a mapping), registered size and owner."""
+
+    id: str
+    peer: str
+    name: str
+    fd: int
+    size: int
+    inode: tuple[int, int]
+    used: float
+    users: int = 0
+    dropped: bool = False
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        """A copy of bytes offset..offset+nbytes, in a new array the server owns (uint8)."""
+        buf = np.empty(nbytes, np.uint8)
+        if _transfer(os.preadv, self.fd, memoryview(buf), offset) < nbytes:
+            raise self._truncated(offset + nbytes)
+        return buf
+
+    def write(self, offset: int, a: np.ndarray) -> None:
+        """Copy array `a` into the file at `offset`. Never makes the client's file longer: a file
+        found shorter than the write is that request's error (the race left, a truncation between
+        the check and the write, only gives the file back bytes within its registered size)."""
+        data = memoryview(np.ascontiguousarray(a)).cast("B")
+        end = offset + len(data)
+        if os.fstat(self.fd).st_size < end:
+            raise self._truncated(end)
+        _transfer(os.pwritev, self.fd, data, offset)
+
+    def _truncated(self, end: int) -> RequestError:
+        actual = os.fstat(self.fd).st_size
+        return invalid(f"region {self.name}: the file is {actual} bytes now, short of the {end} this request "
+                       f"uses (registered with {self.size}); the client truncated it: give it its size back, "
+                       "or register it again (RegisterRegion) with its new size")
+
+
+def _transfer(op, fd: int, mv: memoryview, offset: int) -> int:
+    """Move len(mv) bytes between mv and the file at offset with os.preadv / os.pwritev, large ones
+    in a few parallel pieces; the bytes moved (fewer: the file ended). I/O errors are the request's."""
+    n = len(mv)
+    try:
+        if n < PARALLEL_BYTES or _workers() < 2:
+            return _transfer_part(op, fd, mv, offset)
+        step = -(-n // _workers() // 4096) * 4096
+        parts = [(mv[i:i + step], offset + i) for i in range(0, n, step)]
+        done = list(_pool().map(lambda p: _transfer_part(op, fd, *p), parts))
+    except OSError as err:
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if err.errno == errno.ENOSPC else grpc.StatusCode.INVALID_ARGUMENT
+        raise RequestError(code, f"shared-memory file: {err.strerror or err}") from None
+    moved = 0
+    for (part, _), got in zip(parts, done):  # short only in the piece where the file ended
+        moved += got
+        if got < len(part):
+            break
+    return moved
+
+
+def _transfer_part(op, fd: int, mv: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(mv):
+        got = op(fd, [mv[done:]], offset + done)
+        if got == 0:
+            break
+        done += got
+    return done
+
+
+@lru_cache(maxsize=1)
+def _workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="shm")
+
+
 class Regions:
-    """Mapped regions by id. Thread-safe."""
+    """Registered regions by id, each bound to the peer that registered it. Thread-safe.
+    idle_s: drop a region unused this long; per_peer / bytes_per_peer: caps per peer; total: regions
+    on the whole server; sweep_s: how often expired, orphaned and removed regions are looked for."""
 
-    def __init__(self):
-        self._maps: dict[str, mmap.mmap] = {}
+    def __init__(self, idle_s: float | None = None, per_peer: int | None = None,
+                 bytes_per_peer: int | None = None, total: int | None = None, sweep_s: float | None = None):
+        self.idle_s = idle_s if idle_s is not None else _env("MATTEBOX_REGION_IDLE_S", 600)
+        self.per_peer = per_peer if per_peer is not None else int(_env("MATTEBOX_REGIONS_PER_PEER", 16))
+        self.bytes_per_peer = (bytes_per_peer if bytes_per_peer is not None
+                               else int(_env("MATTEBOX_REGION_MB_PER_PEER", 16384)) << 20)
+        self.total = total if total is not None else int(_env("MATTEBOX_REGIONS_MAX", 256))
+        self.sweep_s = sweep_s if sweep_s is not None else _env("MATTEBOX_REGION_SWEEP_S", 10)
+        self._by_id: dict[str, Region] = {}
+        self._gone: collections.OrderedDict[str, str] = collections.OrderedDict()  # dropped id -> why
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
-    def register(self, name: str, size: int) -> str:
+    # -- the RPCs ------------------------------------------------------------------------------------
+
+    def register(self, name: str, size: int, peer: str = "") -> str:
+        """Open client file `name` (in shm_dir) of at least `size` bytes for `peer`; the region id.
+        The same file registered again by the same peer is the same region, with the new size."""
         if not _NAME.fullmatch(name):
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"region name {name!r} must match 'mattebox-[A-Za-z0-9_-]+' (a file in {shm_dir()})")
+            raise invalid(f"region name {name!r} must match 'mattebox-[A-Za-z0-9_-]+' (a file in {shm_dir()})")
         path = os.path.join(shm_dir(), name)
+        fd = _open(path)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
-                               f"no shared-memory file {path}: create it on this host before registering "
-                               "(shared memory only works when client and server share a machine)") from None
-        try:
-            actual = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise invalid(f"{path} is not a regular file: register a file the client created and sized "
+                              "(os.open with O_CREAT, then ftruncate)")
             if size == 0:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"region {name}: give its size in bytes")
-            if actual < size:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"region {name} is {actual} bytes, smaller than the {size} registered")
-            mm = mmap.mmap(fd, size)
-        finally:
+                raise invalid(f"region {name}: give its size in bytes")
+            if st.st_size < size:
+                raise invalid(f"region {name} is {st.st_size} bytes, smaller than the {size} registered")
+            region = self._add(peer, name, fd, size, (st.st_dev, st.st_ino))
+        except BaseException:
             os.close(fd)
-        region_id = uuid.uuid4().hex
-        with self._lock:
-            self._maps[region_id] = mm
-        return region_id
+            raise
+        if region.fd != fd:  # the file was registered already: its first descriptor serves
+            os.close(fd)
+        return region.id
 
-    def get(self, region_id: str) -> mmap.mmap:
+    @contextlib.contextmanager
+    def use(self, region_id: str, peer: str = "") -> Iterator[Region]:
+        """The region, held for one request: it is not dropped (nor its descriptor closed) meanwhile."""
         with self._lock:
-            mm = self._maps.get(region_id)
-        if mm is None:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
-                               f"unknown region {region_id!r}: register it first (RegisterRegion)")
-        return mm
+            region = self._by_id.get(region_id)
+            if region is None or region.peer != peer:
+                why = self._gone.get(region_id) if region is None else "it belongs to another connection"
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown region {region_id!r}"
+                                   + (f" ({why})" if why else "") + ": register it (again) first (RegisterRegion)")
+            region.users += 1
+            region.used = time.monotonic()
+        try:
+            if os.fstat(region.fd).st_nlink == 0:
+                self._drop(region, "its file was removed")
+                raise RequestError(grpc.StatusCode.NOT_FOUND,
+                                   f"region {region_id!r}: its file {region.name} was removed; create a new "
+                                   "file and register it (RegisterRegion)")
+            yield region
+        finally:
+            with self._lock:
+                region.users -= 1
+                region.used = time.monotonic()
+                if region.dropped and region.users == 0:
+                    _close(region)
 
-    def release(self, region_id: str) -> None:
+    def release(self, region_id: str, peer: str = "") -> None:
+        """Drop the peer's region (an unknown id or another peer's region: nothing to do)."""
         with self._lock:
-            mm = self._maps.pop(region_id, None)
-        if mm is not None:
-            try:
-                mm.close()
-            except BufferError:  # a request still reads it; the mapping closes when that request is done
-                pass
+            region = self._by_id.get(region_id)
+        if region is not None and region.peer == peer:
+            self._drop(region, "it was released")
 
     def close(self) -> None:
+        """Drop every region and stop the sweeper (the server is stopping)."""
+        self._stop.set()
         with self._lock:
-            maps, self._maps = list(self._maps.values()), {}
-        for mm in maps:
+            regions = list(self._by_id.values())
+        for region in regions:
+            self._drop(region, "the server stopped")
+
+    def count(self, peer: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self._by_id.values() if peer is None or r.peer == peer)
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+
+    def _add(self, peer: str, name: str, fd: int, size: int, inode: tuple[int, int]) -> Region:
+        with self._lock:
+            mine = [r for r in self._by_id.values() if r.peer == peer]
+            same = next((r for r in mine if r.inode == inode), None)
+            others = [r for r in mine if r is not same]
+            held = sum(r.size for r in others)
+            if same is None and len(others) >= self.per_peer:
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"this connection holds {len(others)} regions, the most one may "
+                                   f"({self.per_peer} regions): release one (ReleaseRegion) or reuse it")
+            if held + size > self.bytes_per_peer:
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"{size} bytes more would make this connection's regions "
+                                   f"{(held + size) >> 20} MiB, over its {self.bytes_per_peer >> 20} MiB: "
+                                   "release a region (ReleaseRegion) or register a smaller one")
+            if same is None and len(self._by_id) >= self.total:
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"the server holds {len(self._by_id)} regions, its most: release one "
+                                   "(ReleaseRegion) or try again later; stale ones are dropped by themselves")
+            now = time.monotonic()
+            if same is not None:
+                same.size, same.used = size, now
+                return same
+            region = Region(uuid.uuid4().hex, peer, name, fd, size, inode, now)
+            self._by_id[region.id] = region
+            if self._sweeper is None and self.sweep_s > 0 and not self._stop.is_set():
+                self._sweeper = threading.Thread(target=self._sweep_loop, name="shm-sweep", daemon=True)
+                self._sweeper.start()
+            return region
+
+    def _drop(self, region: Region, why: str, unless_busy: bool = False) -> None:
+        with self._lock:
+            if unless_busy and region.users > 0 or self._by_id.pop(region.id, None) is None:
+                return
+            region.dropped = True
+            self._gone[region.id] = why
+            while len(self._gone) > _REMEMBERED:
+                self._gone.popitem(last=False)
+            if region.users == 0:
+                _close(region)
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.sweep_s):
             try:
-                mm.close()
-            except BufferError:
+                self.sweep()
+            except Exception:  # never let the sweeper die; the next round tries again
                 pass
+
+    def sweep(self) -> None:
+        """Drop regions unused for idle_s, whose file was removed, or whose connection has closed."""
+        with self._lock:
+            regions = [r for r in self._by_id.values() if r.users == 0]
+        if not regions:
+            return
+        open_ends = _established()
+        now = time.monotonic()
+        for region in regions:
+            why = None
+            end = _endpoint(region.peer)
+            if now - region.used > self.idle_s:
+                why = f"unused for more than {self.idle_s:g} s"
+            elif open_ends is not None and end is not None and end not in open_ends:
+                why = "the connection that registered it has closed"
+            else:
+                with self._lock:
+                    if not region.dropped and region.users == 0 and os.fstat(region.fd).st_nlink == 0:
+                        why = "its file was removed"
+            if why:
+                self._drop(region, why, unless_busy=True)
+
+
+def _open(path: str) -> int:
+    try:
+        return os.open(path, _OPEN)
+    except FileNotFoundError:
+        raise RequestError(grpc.StatusCode.NOT_FOUND,
+                           f"no shared-memory file {path}: create it on this host before registering "
+                           "(shared memory only works when client and server share a machine)") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise invalid(f"{path} is a symbolic link: the server opens no links; register the "
+                          "shared-memory file itself") from None
+        if err.errno == errno.EISDIR:
+            raise invalid(f"{path} is not a regular file (a folder): register a file the client "
+                          "created and sized") from None
+        raise invalid(f"cannot open the shared-memory file {path} ({err.strerror or err}): it must be a regular "
+                      f"file in {shm_dir()} that the server's user may read and write") from None
+
+
+def _close(region: Region) -> None:
+    """Close a dropped region's descriptor, once (called with the lock held, no request using it)."""
+    if region.fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(region.fd)
+        region.fd = -1
+
+
+def _endpoint(peer: str) -> tuple[str, int] | None:
+    """(ip, port) of a gRPC TCP peer ("ipv4:127.0.0.1:5000", "ipv6:%5B::1%5D:5000"), else None."""
+    kind, _, address = unquote(peer).partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+        return str(getattr(ip, "ipv4_mapped", None) or ip), int(port)
+    except ValueError:
+        return None
+
+
+def _established() -> set[tuple[str, int]] | None:
+    """(ip, port) of the local end of every established TCP socket in this network namespace (so a
+    loopback client's end of its connection to us is there while it lasts); None where unknown."""
+    ends, known = set(), False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        known = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "01":  # 01: ESTABLISHED
+                continue
+            ip_hex, _, port_hex = fields[1].partition(":")
+            raw = b"".join(struct.pack("=I", int(ip_hex[i:i + 8], 16)) for i in range(0, len(ip_hex), 8))
+            ip = ipaddress.ip_address(raw)
+            ends.add((str(getattr(ip, "ipv4_mapped", None) or ip), int(port_hex, 16)))
+    return ends if known else None

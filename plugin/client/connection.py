@@ -175,17 +175,27 @@ class Client:
         pixels = image.shape[0] * image.shape[1]
         results = [pixels * dtype.itemsize] + ([3 * pixels * dtype.itemsize] if options and options.foreground else [])
         offsets, total = layout([a.nbytes for a in parts] + results)
-        region = self._shared_region(total)
-        req = pb.MatteSharedRequest(model=model, region_id=self._region_id, alpha_offset=offsets[len(parts)],
-                                    options=options)
+        req = pb.MatteSharedRequest(model=model, alpha_offset=offsets[len(parts)], options=options)
         if len(results) > 1:
             req.foreground_offset = offsets[-1]
         fields = ["image"] + (["trimap"] if trimap is not None else []) + (["background"] if background is not None else [])
         for name, a, off in zip(fields, parts, offsets):
-            region.put(off, a)
             space = {"image": colour_space, "trimap": "", "background": background_space or colour_space}[name]
             getattr(req, name).CopyFrom(pb.RegionSlice(offset=off, desc=codec.describe(a, space)))
-        resp = self.stub.MatteShared(req, timeout=timeout, metadata=self.metadata)
+        for attempt in (1, 2):
+            region = self._shared_region(total)
+            req.region_id = self._region_id
+            for a, off in zip(parts, offsets):
+                region.put(off, a)
+            try:
+                resp = self.stub.MatteShared(req, timeout=timeout, metadata=self.metadata)
+                break
+            except grpc.RpcError as err:
+                # the server dropped the region (unused too long, our file removed, a new connection,
+                # a restarted server): once, a new file and registration
+                if attempt == 2 or err.code() != grpc.StatusCode.NOT_FOUND or req.region_id not in (err.details() or ""):
+                    raise
+                self._release_region()
         a = resp.alpha
         alpha = region.array(req.alpha_offset, codec.DTYPES[a.dtype], (a.height, a.width))
         if out is None:
@@ -204,20 +214,27 @@ class Client:
 
         if self._region is None or self._region.size < size:
             self._release_region()
-            self._region = SharedRegion(size)
-            self._region_id = self.stub.RegisterRegion(
-                pb.RegisterRegionRequest(name=self._region.name, size=size), metadata=self.metadata).region_id
+            region = SharedRegion(size)
+            try:
+                self._region_id = self.stub.RegisterRegion(
+                    pb.RegisterRegionRequest(name=region.name, size=size), timeout=30, metadata=self.metadata).region_id
+            except BaseException:
+                region.close()
+                raise
+            self._region = region
         return self._region
 
     def _release_region(self) -> None:
+        """Release the region on the server (where it still knows it) and remove our file."""
         if self._region is not None:
+            region, self._region, region_id, self._region_id = self._region, None, self._region_id, ""
             try:
-                self.stub.ReleaseRegion(pb.ReleaseRegionRequest(region_id=self._region_id), timeout=5,
+                self.stub.ReleaseRegion(pb.ReleaseRegionRequest(region_id=region_id), timeout=5,
                                         metadata=self.metadata)
             except grpc.RpcError:
                 pass  # the server is gone: nothing to release there
-            self._region.close()
-            self._region = None
+            finally:
+                region.close()
 
     # -- sequences (path mode) ---------------------------------------------------------------------
 
@@ -233,8 +250,10 @@ class Client:
         return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=10, metadata=self.metadata).found
 
     def close(self) -> None:
-        self._release_region()
-        self.channel.close()
+        try:
+            self._release_region()
+        finally:
+            self.channel.close()
 
     def __enter__(self) -> "Client":
         return self

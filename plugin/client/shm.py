@@ -2,11 +2,20 @@
 
 The client creates and sizes the file, maps it, registers it with the server once, and removes it
 when done. Frames are copied in at an offset and the server writes alpha at another.
+
+A file's name carries its owner's process id ("mattebox-<pid>-<hex>"). It is removed by `close`, at
+garbage collection, at interpreter exit and on SIGTERM (where nothing else handles SIGTERM, it is
+turned into SystemExit so that clean-up runs); a process killed outright leaves its file, and the next
+client to make a region on the machine removes the files of processes that are gone.
 """
 from __future__ import annotations
 
 import mmap
 import os
+import re
+import signal
+import stat
+import threading
 import uuid
 import weakref
 
@@ -15,13 +24,16 @@ import numpy as np
 from server.shm import shm_dir
 
 ALIGN = 64
+_OWNED = re.compile(r"mattebox-([0-9]+)-[0-9a-f]{32}")
 
 
 class SharedRegion:
     """A mapped shared-memory file of `size` bytes. Use as a context manager to remove it at the end."""
 
     def __init__(self, size: int):
-        self.name = f"mattebox-{uuid.uuid4().hex}"
+        remove_stale()
+        _clean_up_on_sigterm()
+        self.name = f"mattebox-{os.getpid()}-{uuid.uuid4().hex}"
         self.path = os.path.join(shm_dir(), self.name)
         self.size = size
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -30,6 +42,9 @@ class SharedRegion:
         try:
             os.ftruncate(fd, size)
             self.map = mmap.mmap(fd, size)
+        except BaseException:
+            self._remove()
+            raise
         finally:
             os.close(fd)
 
@@ -61,6 +76,61 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def remove_stale(folder: str | None = None) -> list[str]:
+    """Remove this user's region files ("mattebox-<pid>-<hex>") whose process is gone; the paths
+    removed. Files of live processes, of other users and with other names are left alone (a pid that
+    has been reused keeps its file until that process is gone too)."""
+    folder = folder or shm_dir()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed, uid = [], os.getuid()
+    for name in names:
+        owner = _OWNED.fullmatch(name)
+        if owner is None or _alive(int(owner.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == uid:
+                os.unlink(path)
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to remove
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def _clean_up_on_sigterm() -> None:
+    """SIGTERM's default action ends the process at once, without finalizers or atexit, so its region
+    files would stay. Where nobody set a handler (checked from the main thread), make SIGTERM raise
+    SystemExit(143): the program unwinds, exits and its files are removed. A second SIGTERM kills."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
 
 
 def layout(sizes: list[int]) -> tuple[list[int], int]:
