@@ -18,6 +18,10 @@ sys.path.insert(0, str(Path(__file__).parent / "nuke_double"))
 import harness  # noqa: E402
 import nuke  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent / "nuke"))
+import api_names  # noqa: E402  (shared with tests/nuke/session.py, which runs it under each Nuke release)
+from api_names import public_names  # noqa: E402
+
 from plugin.cli.main import main  # noqa: E402
 from plugin.host import config  # noqa: E402
 
@@ -27,39 +31,15 @@ PLUGIN = ROOT / "plugin" / "nuke"
 STUBS = next(Path(p) / "nuke-stubs" for p in sys.path if (Path(p) / "nuke-stubs" / "__init__.pyi").exists())
 
 
-def public_names(tree: ast.Module) -> set[str]:
-    """Top-level names a module defines (functions, classes, assignments; not imports), public only."""
-    names = set()
-    for n in tree.body:
-        if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
-            names.add(n.name)
-        elif isinstance(n, ast.Assign):
-            names.update(t.id for t in n.targets if isinstance(t, ast.Name))
-        elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name):
-            names.add(n.target.id)
-    return {n for n in names if not n.startswith("_")}
-
-
 def stub_names() -> set[str]:
     """The names `import nuke` offers according to the stubs (following __init__.pyi's imports)."""
-    init = ast.parse((STUBS / "__init__.pyi").read_text())
-    names = public_names(init)
-    for n in init.body:
-        if isinstance(n, ast.ImportFrom) and n.level == 1:
-            module = public_names(ast.parse((STUBS / f"{n.module}.pyi").read_text()))
-            names |= module if n.names[0].name == "*" else {a.asname or a.name for a in n.names}
-    return names
+    return api_names.stub_names(STUBS)
 
 
 def used_names(module: str) -> dict[str, set[str]]:
     """`module.NAME` attributes used in plugin/nuke/** (module may be dotted: "nukescripts.panels"):
     name -> files."""
-    used: dict[str, set[str]] = {}
-    for path in PLUGIN.rglob("*.py"):
-        for n in ast.walk(ast.parse(path.read_text())):
-            if isinstance(n, ast.Attribute) and ast.unparse(n.value) == module:
-                used.setdefault(n.attr, set()).add(path.name)
-    return used
+    return api_names.used_names(module, PLUGIN)
 
 
 def test_nuke_names_the_plugin_uses_exist_in_the_stubs():
@@ -185,7 +165,7 @@ def test_nuke_start_up_files_make_the_menu_toolbar_and_panel(tmp_path, monkeypat
     panel.deleteLater()
 
 
-BANNED = {"grpc", "google", "numpy", "torch", "OpenImageIO", "cv2", "server", "training"}
+BANNED = api_names.NOT_IN_NUKE
 
 
 def imports_of(path: Path) -> set[str]:

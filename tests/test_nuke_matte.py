@@ -25,6 +25,9 @@ from shots import write_shot  # noqa: E402
 
 import host_files  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent / "nuke"))
+from nuke_checks import press  # noqa: E402  (also run under each Nuke release: tests/nuke/session.py)
+
 from plugin.nuke import actions, cache, catalog, job, pixels  # noqa: E402
 from plugin.nuke import colour as ncolour  # noqa: E402
 from plugin.nuke import finetune as mfinetune  # noqa: E402
@@ -80,17 +83,6 @@ def _quiet_create():
     group = mnode.create()
     mnode.set_models(group, catalog.cached(group["server"].value()))
     return group
-
-
-def press(node, button):
-    """Press a button; returns the job it started (or None) after it ran to its end."""
-    node[button].execute()
-    task = job.find(node.fullName())
-    if task is not None:
-        harness.finish(task)
-    else:
-        harness.run_queued()
-    return task
 
 
 def alpha_of(path) -> np.ndarray:

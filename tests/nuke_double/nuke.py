@@ -8,14 +8,16 @@ Output nodes and begin()/end(), node inputs, knob expressions of the form `paren
 colour management). Nuke's main thread is the thread that imported this module: `execute` must run
 there, `executeInMainThread` must not (real Nuke hangs), and calls it queues run when the test pumps
 them (tests/nuke_double/harness.py). ProgressTask cancellation is set by the test.
+
+The double imports with the standard library alone, as the plugin must (tests/nuke/session.py runs it
+under each Nuke release's Python with only Qt installed); its pixel engine (reading a Read's channels,
+evaluating pixels, rendering a Write), the part real Nuke does in C++, loads numpy and OpenImageIO
+when first used.
 """
 import os
 import queue
 import re
 import threading
-
-import numpy as np
-import OpenImageIO as oiio
 
 TO_SCRIPT = 0x10
 WRITE_NON_DEFAULT_ONLY = 0x20
@@ -372,6 +374,8 @@ class Node:
         cls = self._class
         if cls == "Read":
             path = _frame_file(self["file"].value(), self["first"].value())
+            import OpenImageIO as oiio
+
             spec = oiio.ImageInput.open(path) if os.path.isfile(path) else None
             if spec is None:
                 return []
@@ -537,6 +541,9 @@ def _channel(name):
 
 def _read(path):
     """(H, W, 4) float32 rgba from a file: R, G, B and A channels by name (a lone channel is A if named so)."""
+    import numpy as np
+    import OpenImageIO as oiio
+
     buf = oiio.ImageBuf(path)
     if buf.has_error:
         raise RuntimeError("Read: %s" % buf.geterror())
@@ -601,6 +608,9 @@ def execute(nameOrNode, start, end, incr=1, views=None, continueOnError=False):
     """Render a Write node's frames (main thread only, as in Nuke)."""
     if not _on_main():
         raise RuntimeError("nuke.execute must run on the main thread")
+    import numpy as np
+    import OpenImageIO as oiio
+
     w = toNode(nameOrNode) if isinstance(nameOrNode, str) else nameOrNode
     if w.Class() != "Write":
         raise RuntimeError("%s cannot be executed" % w.name())
