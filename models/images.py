@@ -7,12 +7,14 @@ Data windows: `Image.window` holds the data window (Nuke's bbox) and the display
 names one (`oiio:ColorSpace`, EXR chromaticities, DPX log transfer), else float files (EXR, HDR, float
 TIFF) are scene-linear and integer files display-referred sRGB; callers may override. Alpha is written
 linear as it is, never colour-converted. Writes are atomic: a temp file in the same folder, then a
-rename, so a crash never leaves a half frame that a re-run would trust.
+rename, so a crash never leaves a half frame that a re-run would trust; every write is checked end to
+end (see _write_atomic) and one that fails raises WriteError, leaving nothing behind.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,10 +275,29 @@ def _encode(path: str, px: np.ndarray) -> tuple[np.ndarray, object]:
     return px.astype(dtype), pixel_type
 
 
+class WriteError(OSError):
+    """A frame that could not be written whole (a full volume, a quota, a file size limit, an I/O error).
+    Nothing is left behind: the temp file is removed and the destination is untouched."""
+
+
+#: formats written through OpenCV into memory, then to the file with checked writes: libjpeg (under
+#: OpenImageIO's JPEG writer) ends the whole process with exit() when a write fails
+_IN_MEMORY = {".jpg": ".jpg", ".jpeg": ".jpg"}
+#: OpenImageIO's default JPEG quality, kept by the in-memory encoder
+_JPEG_QUALITY = 98
+
+
 def _write_atomic(path: str, px: np.ndarray, window: Window | None, channel_names: list[str]) -> None:
-    """Write (H, W, C) pixels (encoded for the path's format) with their window, via a temp file."""
+    """Write (H, W, C) pixels (encoded for the path's format) with their window, via a temp file in the
+    same folder, checked end to end before it is renamed over `path`: every error the writer reports
+    (its write and close results and its error messages), fsync, a non-empty size, and the file read
+    back whole with the pixels written (lossless formats) or the picture's size (JPEG). The temp file
+    is created with mode 0666 less the umask (and a folder's default ACL), like any file a program
+    creates. Raises WriteError naming `path` (the volume's free space when it is nearly full)."""
     data, pixel_type = _encode(path, px)
+    data = np.ascontiguousarray(data)
     folder, name = os.path.split(os.path.abspath(path))
+    ext = os.path.splitext(name)[1].lower()
     os.makedirs(folder, exist_ok=True)
     h, w, c = data.shape
     spec = oiio.ImageSpec(w, h, c, pixel_type)
@@ -285,24 +306,133 @@ def _write_atomic(path: str, px: np.ndarray, window: Window | None, channel_name
         spec.x, spec.y = window.x, window.y
         spec.full_x, spec.full_y = window.full_x, window.full_y
         spec.full_width, spec.full_height = window.full_width or w, window.full_height or h
-    if path.lower().endswith(".exr"):
+    if ext == ".exr":
         spec.attribute("compression", "zip")
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=os.path.splitext(name)[1], dir=folder)
-    os.close(fd)
+    if ext in (".tif", ".tiff"):
+        spec.attribute("tiff:write_exif", 0)  # no Exif to write; else the writer reports a failure on every file
+    tmp, fd = _temp_file(folder, name)
     try:
-        out = oiio.ImageOutput.create(tmp)
-        if out is None or not out.open(tmp, spec):
-            raise OSError(f"{path}: cannot write ({oiio.geterror()})")
-        ok = out.write_image(np.ascontiguousarray(data))
-        err = out.geterror()
-        out.close()
-        if not ok:
-            raise OSError(f"{path}: write failed ({err})")
+        try:
+            if ext in _IN_MEMORY:
+                _write_encoded(fd, path, _encode_in_memory(path, data, _IN_MEMORY[ext]))
+            else:
+                os.close(fd)
+                fd = -1
+                _write_oiio(tmp, path, spec, data)
+                fd = os.open(tmp, os.O_RDONLY)
+            os.fsync(fd)  # where a network volume or a delayed allocation reports a full disk or a quota
+            size = os.fstat(fd).st_size
+        except OSError as err:
+            if isinstance(err, WriteError):
+                raise
+            failed = WriteError(f"{path}: cannot write it ({err.strerror or err}){_space(folder)}")
+            failed.errno = err.errno
+            raise failed from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if size == 0:
+            raise WriteError(f"{path}: the writer left an empty file{_space(folder)}")
+        _verify(tmp, path, spec, data, lossless=ext not in _IN_MEMORY, window=ext == ".exr")
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _temp_file(folder: str, name: str) -> tuple[str, int]:
+    """A new file ".NAME.XXXXXXXX.EXT" in folder, open for writing: (path, descriptor). Created with
+    O_EXCL and mode 0666, so the umask decides who may read it (tempfile.mkstemp would make it 0600)."""
+    stem, ext = os.path.splitext(name)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}{ext}")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise WriteError(f"{os.path.join(folder, name)}: cannot make a temp file beside it "
+                             f"({err.strerror or err}){_space(folder)}") from None
+    raise WriteError(f"{os.path.join(folder, name)}: cannot make a temp file beside it")
+
+
+def _write_oiio(tmp: str, path: str, spec: oiio.ImageSpec, data: np.ndarray) -> None:
+    """OpenImageIO's writer for tmp's format; every failure it reports raises WriteError. Its write
+    and close results are not enough: the PNG writer reports a failed write only through geterror()
+    (and answers True), the DPX writer only from close(); a writer that failed to open is never
+    used (TIFF's crashes the process then)."""
+    folder = os.path.dirname(tmp)
+    oiio.geterror()  # clear this thread's global error message: only this write's may count
+    out = oiio.ImageOutput.create(tmp)
+    if out is None:
+        raise WriteError(f"{path}: no writer for this format ({oiio.geterror()})")
+    if not out.open(tmp, spec):
+        raise WriteError(f"{path}: cannot write it ({out.geterror() or oiio.geterror()}){_space(folder)}")
+    wrote = out.write_image(data)
+    errors = [out.geterror()]
+    closed = out.close()
+    errors += [out.geterror(), oiio.geterror()]
+    lines = [line.strip() for e in errors if e for line in e.splitlines() if line.strip()]
+    said = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+    if not wrote or not closed or said:
+        raise WriteError(f"{path}: write failed ({said or 'the writer gave no reason'}){_space(folder)}")
+
+
+def _encode_in_memory(path: str, data: np.ndarray, ext: str) -> bytes:
+    """(H, W, C) uint8 pixels, R, G, B order (or one channel), as the bytes of an `ext` file."""
+    import cv2  # only for JPEG outputs
+
+    bgr = data[..., ::-1] if data.shape[2] == 3 else data[..., 0]
+    ok, encoded = cv2.imencode(ext, np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+    if not ok:
+        raise WriteError(f"{path}: cannot encode {data.shape[2]}-channel {data.dtype} pixels as {ext}")
+    return encoded.tobytes()
+
+
+def _write_encoded(fd: int, path: str, encoded: bytes) -> None:
+    """Write all of `encoded` to fd; a short write is retried, a failed one raises OSError."""
+    view = memoryview(encoded)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise WriteError(f"{path}: the volume took no more bytes{_space(os.path.dirname(path))}")
+        view = view[n:]
+
+
+def _verify(tmp: str, path: str, spec: oiio.ImageSpec, data: np.ndarray, lossless: bool, window: bool) -> None:
+    """tmp must read back whole: same size and channels, the same data window origin (window: formats
+    that keep one), and the same pixels where the format stores them as given (lossless, same type)."""
+    inp = oiio.ImageInput.open(tmp)
+    if inp is None:
+        raise WriteError(f"{path}: the file written does not read back ({oiio.geterror()})")
+    try:
+        got = inp.spec()
+        same = (got.width, got.height, got.nchannels) == (spec.width, spec.height, spec.nchannels) and (
+            not window or (got.x, got.y) == (spec.x, spec.y))
+        px = inp.read_image(0, 0, 0, got.nchannels, spec.format) if same else None
+        err = inp.geterror()
+    finally:
+        inp.close()
+    if not same:
+        raise WriteError(f"{path}: the file written reads back as {got.width}x{got.height}x{got.nchannels}, "
+                         f"not {spec.width}x{spec.height}x{spec.nchannels}")
+    if px is None or err:
+        raise WriteError(f"{path}: the file written does not read back whole ({err or oiio.geterror()})")
+    px = np.asarray(px).reshape(data.shape)
+    exact = lossless and got.format == spec.format  # else the format converted the pixels (uint16 in an EXR)
+    if exact and not np.array_equal(px, data, equal_nan=data.dtype.kind == "f"):
+        raise WriteError(f"{path}: the file written reads back with other pixels than were written")
+
+
+def _space(folder: str) -> str:
+    """"; the volume is nearly full (N KiB free)" when the folder's volume has less than 1 MiB free, else ""."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f"; the volume is nearly full ({free // 1024} KiB free)" if free < (1 << 20) else ""
 
 
 def write_alpha(path: str | os.PathLike, alpha: np.ndarray, window: Window | None = None) -> None:

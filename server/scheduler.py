@@ -26,6 +26,9 @@ class DeadlinePassed(Exception):
 
 class Scheduler:
     def __init__(self, queue_size: int = QUEUE_SIZE):
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f"queue size {queue_size!r}: must be at least 1 (frames that may wait per device; "
+                             f"default {QUEUE_SIZE}); a queue.Queue of size 0 or less would have no bound")
         self.queue_size = queue_size
         self._queues: dict[str, queue.Queue] = {}
         self._threads: list[threading.Thread] = []

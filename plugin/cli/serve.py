@@ -11,6 +11,18 @@ from server.app import ConfigError, ServerConfig, default_roots, serve_forever
 from server.scheduler import QUEUE_SIZE
 
 
+def queue_size(text: str) -> int:
+    """--queue-size: a whole number of at least 1 (0 or less would mean no bound at all)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 1 (frames that may wait per device; "
+                                         f"default {QUEUE_SIZE}); 0 or less would leave the queue unbounded")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port; see --ready-file)")
@@ -22,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-client-ca", default="", help="require client certificates signed by this CA")
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="folder path-mode jobs may read and write (repeatable; default on loopback: home and temp)")
-    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="frames that may wait per device")
+    p.add_argument("--queue-size", type=queue_size, default=QUEUE_SIZE,
+                   help=f"frames that may wait per device (at least 1; default {QUEUE_SIZE})")
     p.add_argument("--ready-file", default="", help="write {\"address\": ...} here once serving")
 
 
