@@ -82,9 +82,10 @@ class Region:
     users: int = 0
     dropped: bool = False
 
-    def read(self, offset: int, nbytes: int) -> np.ndarray:
-        """A copy of bytes offset..offset+nbytes, in a new array the server owns (uint8)."""
-        buf = np.empty(nbytes, np.uint8)
+    def read(self, offset: int, nbytes: int, into: np.ndarray | None = None) -> np.ndarray:
+        """A copy of bytes offset..offset+nbytes in an array the server owns: `into` (uint8, nbytes
+        long) or a new one."""
+        buf = np.empty(nbytes, np.uint8) if into is None else into
         if _transfer(os.preadv, self.fd, memoryview(buf), offset) < nbytes:
             raise self._truncated(offset + nbytes)
         return buf
@@ -104,6 +105,59 @@ class Region:
         return invalid(f"region {self.name}: the file is {actual} bytes now, short of the {end} this request "
                        f"uses (registered with {self.size}); the client truncated it: give it its size back, "
                        "or register it again (RegisterRegion) with its new size")
+
+
+class Lease:
+    """A region held for one request (Regions.use): reads land in buffers kept between requests."""
+
+    def __init__(self, region: Region, buffers: "Buffers"):
+        self.region, self.buffers, self.taken = region, buffers, []
+        self.name, self.size = region.name, region.size
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        buf = self.buffers.take(nbytes)
+        self.taken.append(buf)
+        return self.region.read(offset, nbytes, buf)
+
+    def write(self, offset: int, a: np.ndarray) -> None:
+        self.region.write(offset, a)
+
+
+class Buffers:
+    """Input arrays kept from one request for the next of the same size. A new 50 MB array costs the
+    kernel a zeroed, faulted-in page every 4 KiB, about half as much again as the copy into it.
+    Only a request that went well gives its arrays back (the model is done with them then); at most
+    `limit` bytes are kept, none unused for longer than `keep_s`."""
+
+    def __init__(self, limit: int = 256 << 20, keep_s: float = 10.0):
+        self.limit, self.keep_s = limit, keep_s
+        self._free: list[tuple[float, np.ndarray]] = []  # (given back at, array), oldest first
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> np.ndarray:
+        with self._lock:
+            for i, (_, buf) in enumerate(self._free):
+                if buf.size == nbytes:
+                    del self._free[i]
+                    return buf
+        return np.empty(nbytes, np.uint8)
+
+    def give(self, bufs: list[np.ndarray]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._free += [(now, b) for b in bufs if b.nbytes <= self.limit]
+            while sum(b.nbytes for _, b in self._free) > self.limit:
+                self._free.pop(0)
+
+    def trim(self, keep_s: float | None = None) -> None:
+        """Let go of arrays unused for longer than keep_s (default self.keep_s; 0: all of them)."""
+        oldest = time.monotonic() - (self.keep_s if keep_s is None else keep_s)
+        with self._lock:
+            self._free = [(t, b) for t, b in self._free if t > oldest]
+
+    def held(self) -> int:
+        with self._lock:
+            return sum(b.nbytes for _, b in self._free)
 
 
 def _transfer(op, fd: int, mv: memoryview, offset: int) -> int:
@@ -165,6 +219,7 @@ class Regions:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self.buffers = Buffers()
 
     # -- the RPCs ------------------------------------------------------------------------------------
 
@@ -193,8 +248,9 @@ class Regions:
         return region.id
 
     @contextlib.contextmanager
-    def use(self, region_id: str, peer: str = "") -> Iterator[Region]:
-        """The region, held for one request: it is not dropped (nor its descriptor closed) meanwhile."""
+    def use(self, region_id: str, peer: str = "") -> Iterator[Lease]:
+        """The region, held for one request: it is not dropped (nor its descriptor closed) meanwhile.
+        When the block ends without an exception, the arrays read for it serve later requests."""
         with self._lock:
             region = self._by_id.get(region_id)
             if region is None or region.peer != peer:
@@ -209,7 +265,9 @@ class Regions:
                 raise RequestError(grpc.StatusCode.NOT_FOUND,
                                    f"region {region_id!r}: its file {region.name} was removed; create a new "
                                    "file and register it (RegisterRegion)")
-            yield region
+            lease = Lease(region, self.buffers)
+            yield lease
+            self.buffers.give(lease.taken)
         finally:
             with self._lock:
                 region.users -= 1
@@ -231,6 +289,7 @@ class Regions:
             regions = list(self._by_id.values())
         for region in regions:
             self._drop(region, "the server stopped")
+        self.buffers.trim(0)
 
     def count(self, peer: str | None = None) -> int:
         with self._lock:
@@ -287,9 +346,12 @@ class Regions:
                 pass
 
     def sweep(self) -> None:
-        """Drop regions unused for idle_s, whose file was removed, or whose connection has closed."""
+        """Drop regions unused for idle_s, whose file was removed, or whose connection has closed;
+        let go of kept arrays unused for a while (all of them once no region is left)."""
         with self._lock:
             regions = [r for r in self._by_id.values() if r.users == 0]
+            none_left = not self._by_id
+        self.buffers.trim(0 if none_left else None)
         if not regions:
             return
         open_ends = _established()
