@@ -147,9 +147,10 @@ def nuke_env(tmp: Path) -> dict:
     """Environment of a release's process: HOME and the settings file under `tmp`, offscreen Qt, and no
     PYTHON* variable of ours leaking in."""
     (tmp / "home").mkdir(parents=True, exist_ok=True)
+    (tmp / "run").mkdir(mode=0o700, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QT_", "NUKE", "MATTEBOX"))}
     env.update(HOME=str(tmp / "home"), MATTEBOX_CONFIG=str(tmp / "client.json"), QT_QPA_PLATFORM="offscreen",
-               PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
+               XDG_RUNTIME_DIR=str(tmp / "run"), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
     return env
 
 
@@ -159,8 +160,13 @@ def run_in_nuke(python: Path, script: str, tmp: Path, params: dict, timeout: flo
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "params.json").write_text(json.dumps(params))
     t0 = time.monotonic()
-    r = subprocess.run([str(python), str(SCRIPTS / script), str(tmp / "params.json")], capture_output=True,
-                       text=True, env=nuke_env(tmp), cwd=tmp, timeout=timeout)
+    try:
+        r = subprocess.run([str(python), str(SCRIPTS / script), str(tmp / "params.json")], capture_output=True,
+                           text=True, env=nuke_env(tmp), cwd=tmp, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        out, errs = (x.decode(errors="replace") if isinstance(x, bytes) else x or "" for x in (err.stdout, err.stderr))
+        pytest.fail("%s under %s did not end within %.0f s:\n%s\n%s" % (script, python, timeout, out[-4000:],
+                                                                         errs[-6000:]))
     lines = r.stdout.strip().splitlines()
     try:
         summary = json.loads(lines[-1]) if lines else None

@@ -62,8 +62,17 @@ def test_nuke_release_session(key, server, shot, tmp_path, direct):
     print("%s: Python %s, %s; %.1f s (steps: %s)" % (release.name, s["python"], s.get("qt"), s["wall_s"], s["times"]))
 
     # 1. only the standard library and Qt
-    assert s["import_errors"] == {}, "\n".join("%s:\n%s" % kv for kv in s["import_errors"].items())
-    assert s["failures"] == [], "\n\n".join(s["failures"]) + "\n" + s["stderr"]
+    errors = s["import_errors"]
+    if errors:  # each distinct error once, with the modules it stops and how the first of them got there
+        by_error: dict = {}
+        for module, (error, trace) in sorted(errors.items()):
+            by_error.setdefault(error, []).append((module, trace))
+        pytest.fail("%d plugin modules do not import under %s (Python %s):\n\n%s" % (
+            len(errors), release.name, s["python"], "\n".join(
+                "%s%s\nit stops %s" % (seen[0][1], error.rstrip(), ", ".join(m for m, _ in seen))
+                for error, seen in by_error.items())))
+    if s["failures"]:
+        pytest.fail("under %s (Python %s), %s\n%s" % (release.name, s["python"], "\n".join(s["failures"]), s["stderr"]))
     assert s["python"].startswith(release.python + ".")
     assert s["qt"][0] == release.qt and s["qt"][1].startswith(QT[release.qt]), s["qt"]
     assert s["refused"] == [] and s["outside"] == [], (s["refused"], s["outside"])

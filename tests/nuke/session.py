@@ -71,10 +71,11 @@ sys.meta_path.insert(0, NotInNuke())
 
 
 class Step:
-    """`with Step("name"):` times a step and records its failure (the traceback's end) instead of raising."""
+    """`with Step("name"):` times a step and records its failure (the traceback's end) instead of raising;
+    the session ends there unless the steps after it do not need it (later=True)."""
 
-    def __init__(self, name):
-        self.name = name
+    def __init__(self, name, later=False):
+        self.name, self.later = name, later
 
     def __enter__(self):
         self.t0 = time.monotonic()
@@ -84,10 +85,23 @@ class Step:
         SEEN["times"][self.name] = round(time.monotonic() - self.t0, 3)
         if err is not None:
             SEEN["failures"].append("%s: %s" % (self.name, "".join(traceback.format_exception(kind, err, tb))[-2500:]))
+            if not self.later:
+                finish()
         return True
 
 
+def short_traceback(err):
+    """[the error, the traceback's frames without the import machinery's (and this file's)] of `err`."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<")
+              and "importlib" not in f.filename and os.path.abspath(f.filename) != os.path.abspath(__file__)]
+    return ["".join(traceback.format_exception_only(type(err), err))[-1500:],
+            "".join(traceback.format_list(frames))[-1500:]]
+
+
 def finish(code=0):
+    running = sys.modules.get("plugin.nuke.job")
+    for task in running.running() if running is not None else []:  # a failed step's job: stop its client
+        task.cancel()
     sys.stdout.flush()
     print(json.dumps(SEEN))
     sys.stdout.flush()
@@ -126,7 +140,7 @@ def allowed(file):
 
 # -- 1. imports ---------------------------------------------------------------------------------------
 
-with Step("imports"):
+with Step("imports", later=True):
     import harness  # noqa: E402  (the Nuke double: tests/nuke_double)
     import nuke  # noqa: E402
 
@@ -134,8 +148,8 @@ with Step("imports"):
     for name in names:
         try:
             importlib.import_module(name)
-        except BaseException:  # a SyntaxError of a newer Python included
-            SEEN["import_errors"][name] = traceback.format_exc()[-1500:]
+        except BaseException as err:  # a SyntaxError of a newer Python included
+            SEEN["import_errors"][name] = short_traceback(err)
     SEEN["imported"] = sorted(n for n in names if n in sys.modules)
     if not SEEN["import_errors"]:
         from plugin.nuke.qt import QtCore
@@ -154,7 +168,7 @@ from plugin.nuke.qt import QtGui, QtWidgets  # noqa: E402
 
 # -- 2. the stubs --------------------------------------------------------------------------------------
 
-with Step("stubs"):
+with Step("stubs", later=True):
     plugin_dir = Path(ROOT, "plugin", "nuke")
     SEEN["stubs_missing"] = api_names.missing(Path(P["stubs"]), plugin_dir, Path(DOUBLE))
     used = api_names.used_names("nuke", plugin_dir)
