@@ -102,6 +102,9 @@ def finish(code=0):
     running = sys.modules.get("plugin.nuke.job")
     for task in running.running() if running is not None else []:  # a failed step's job: stop its client
         task.cancel()
+    # every module the session loaded, the plugin's lazy imports included
+    SEEN["outside"] = sorted("%s (%s)" % (n, getattr(m, "__file__", None)) for n, m in list(sys.modules.items())
+                             if n not in BASELINE and getattr(m, "__file__", None) and not allowed(m.__file__))
     sys.stdout.flush()
     print(json.dumps(SEEN))
     sys.stdout.flush()
@@ -155,8 +158,6 @@ with Step("imports", later=True):
         from plugin.nuke.qt import QtCore
 
         SEEN["qt"] = [QtCore.__name__.split(".")[0], QtCore.qVersion()]
-    SEEN["outside"] = sorted("%s (%s)" % (n, getattr(m, "__file__", None)) for n, m in list(sys.modules.items())
-                             if n not in BASELINE and getattr(m, "__file__", None) and not allowed(m.__file__))
 if SEEN["import_errors"] or SEEN["failures"]:
     finish()
 
