@@ -12,7 +12,10 @@ Rules (see models/images.py for the channel, data-window and colour-space rules 
   image's data window (a Nuke bbox against a full-frame plate); a trimap is background outside its
   own window, a plate must cover the image's (there is nothing to key against elsewhere);
 - a pattern without a frame token (a still plate, one trimap) is read once per job (`stills`);
-- outputs (alpha, and the foreground when asked) keep the image's data and display windows.
+- outputs (alpha, and the foreground when asked) keep the image's data and display windows;
+- trimap values between background, unknown and foreground (an antialiased roto) are snapped to the
+  nearest level by the models, and the frame's notes say so;
+- a job never writes over what it reads (check_distinct, before any frame runs).
 """
 from __future__ import annotations
 
@@ -32,11 +35,13 @@ Check = Callable[[str], str]
 class FrameInputs:
     """One frame's pixels as read. arrays by role: image (H, W, 3), trimap (H, W), background (H, W, 3),
     in the files' dtypes, all on the image's data window; spaces: each picture's colour space (the job's
-    override, else what the file says, else float scene-linear / integer sRGB); window: the image's."""
+    override, else what the file says, else float scene-linear / integer sRGB); window: the image's;
+    notes: things the frame's reader should tell the user, the frame still goes on."""
 
     arrays: dict[str, np.ndarray]
     spaces: dict[str, str]
     window: images.Window
+    notes: tuple[str, ...] = ()  # what the user should know (a trimap snapped to its three levels)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,16 @@ class JobFiles:
     foreground: str = ""
     matte_channel: str = ""
     colour_space: str = ""
+    trimap_notes: bool = True  # say when a trimap is snapped to its levels (not for fine-tuning mattes)
     stills: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def check_distinct(self, first: int, last: int) -> None:
+        """Refuse (ValueError naming both patterns) a job whose output or foreground could be one of its
+        input, trimap or plate files, or each other, for a frame of first..last; see
+        sequence.check_distinct (the `mattebox matte` command calls that directly: it does not load
+        the image readers this module needs)."""
+        sequence.check_distinct({"input": self.input, "trimap": self.trimap, "background": self.background},
+                                {"output": self.output, "foreground": self.foreground}, first, last)
 
     def outputs(self, frame: int) -> list[str]:
         """The files a frame writes: its alpha, then its foreground when the job writes one."""
@@ -62,6 +76,7 @@ class JobFiles:
         src = self._read(IMAGE, self.input, frame, check)
         arrays = {IMAGE: src.pixels}
         spaces = {IMAGE: self.colour_space or src.colour_space}
+        notes = []
         for role, pattern in ((TRIMAP, self.trimap), (BACKGROUND, self.background)):
             if pattern:
                 img = self._read(role, pattern, frame, check)
@@ -72,10 +87,12 @@ class JobFiles:
                 placed = images.fit(img, src.window, name)
                 arrays[role] = placed[..., 0] if role == TRIMAP else placed
                 spaces[role] = self.colour_space or img.colour_space
+                if role == TRIMAP and self.trimap_notes:
+                    notes.append(pixels.trimap_note(arrays[role], name))
         for role, a in arrays.items():
             if not pixels.all_finite(a):
                 raise ValueError(f"frame {frame}: the {role} has NaN or Inf pixels; clamp or fix the source")
-        return FrameInputs(arrays, spaces, src.window)
+        return FrameInputs(arrays, spaces, src.window, tuple(filter(None, notes)))
 
     def _read(self, role: str, pattern: str, frame: int, check: Check) -> images.Image:
         path = check(sequence.frame_path(pattern, frame))

@@ -23,13 +23,49 @@ def trimap_levels(trimap: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, C) trimap of any dtype -> (H, W) float32 in {0, 0.5, 1}.
 
     Values are snapped to the nearest of background / unknown / foreground (0 / 128 / 255 in 8 bit,
-    0 / 0.5 / 1 in float), so a trimap saved lossily still reads correctly.
+    0 / 0.5 / 1 in float), so a trimap saved lossily or an antialiased roto still reads; off_levels
+    counts the pixels that needed it, trimap_note says so (path mode and `mattebox matte` do).
     """
     t = to_unit_float(trimap[..., 0] if trimap.ndim == 3 else trimap)
     out = np.full(t.shape, 0.5, np.float32)
-    out[t < 0.25] = 0.0
-    out[t > 0.75] = 1.0
+    out[t < LOW] = 0.0
+    out[t > HIGH] = 1.0
     return out
+
+
+#: thresholds of trimap_levels, in [0, 1]: below LOW background, above HIGH foreground, else unknown
+LOW, HIGH = 0.25, 0.75
+#: per integer dtype, the values that are exactly a level: 0, the unknown level (127 or 128 in 8 bit:
+#: tools write 0.5 either way), the maximum
+_EXACT = {np.dtype(np.uint8): np.isin(np.arange(256), (0, 127, 128, 255)),
+          np.dtype(np.uint16): np.isin(np.arange(65536), (0, 32767, 32768, 65535))}
+
+
+def off_levels(trimap: np.ndarray) -> int:
+    """How many pixels of a (H, W) trimap are not exactly background, unknown or foreground: not 0,
+    127/128, 255 in 8 bit (0, 32767/32768, 65535 in 16 bit), not 0, 0.5, 1 in float. trimap_levels
+    snaps them to the nearest level; an antialiased roto has them along its edges."""
+    if trimap.dtype in _EXACT:
+        return int(trimap.size - np.count_nonzero(_EXACT[trimap.dtype][trimap]))
+    t = trimap.astype(np.float32, copy=False)
+    return int(np.count_nonzero((t != 0.0) & (t != 0.5) & (t != 1.0)))
+
+
+def trimap_note(trimap: np.ndarray, name: str) -> str:
+    """"" for a trimap of exact levels; else what snapping does to it, for the user: "the trimap NAME
+    has N pixels (P %) between background, unknown and foreground: snapped to the nearest level ..."."""
+    n = off_levels(trimap)
+    if not n:
+        return ""
+    if trimap.dtype.kind == "u":
+        top = np.iinfo(trimap.dtype).max
+        ranges = f"0-{int(LOW * top)} background, {int(LOW * top) + 1}-{int(HIGH * top)} unknown, " \
+                 f"{int(HIGH * top) + 1}-{top} foreground"
+        levels = f"0 / {(top + 1) // 2} / {top}"
+    else:
+        ranges, levels = f"below {LOW} background, above {HIGH} foreground, else unknown", "0 / 0.5 / 1"
+    return (f"{name} has {n} pixel(s) ({100 * n / trimap.size:.2g} %) that are not {levels} "
+            f"(background / unknown / foreground): snapped to the nearest level ({ranges})")
 
 
 #: per float dtype: (same-size unsigned view, bit pattern of +Inf = the smallest non-finite magnitude)

@@ -1,6 +1,8 @@
 """Fine-tuning as a server-side job: the server runs `mattebox finetune` in a child process (training
 never shares the serving process: a crash or a memory spike there cannot take inference down) and
-relays its progress lines as FinetuneEvents. Paths must be under the allowed roots, as in path mode.
+relays its progress lines as FinetuneEvents. Every file the child reads must be under the allowed roots,
+resolved, as in path mode: checked before the child starts (a file swapped for a symlink after that is
+not caught; path mode's window is one frame's read, this one is the training's).
 Cancelling the call (or dropping it) stops the child; nothing is installed then.
 """
 from __future__ import annotations
@@ -16,23 +18,40 @@ import grpc
 from models import sequence
 from server.api import pb
 from server.frames import RequestError
+from server.jobs import MAX_FRAMES
 from server.paths import AllowedRoots
 
 
 def command(r: pb.FinetuneRequest, roots: AllowedRoots, run_dir: str) -> list[str]:
-    """The `mattebox finetune` command line for a request, its paths checked against the roots."""
+    """The `mattebox finetune` command line for a request. Every file the child will read (each training
+    and held-back frame of input, mattes and plate) is checked against the roots first, resolved, as
+    path mode checks its frames; the held-back frames are chosen here (as the command would choose
+    them) and passed explicitly, so the child reads exactly the files checked."""
     if not (r.base and r.name and r.input and r.mattes and r.train_frames):
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                            "a fine-tune needs base, name, input, mattes and train_frames")
+    if len(r.train_frames) + len(r.held_frames) > MAX_FRAMES:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"a fine-tune names at most {MAX_FRAMES} training and held-back frames")
     paths = {"--input": r.input, "--mattes": r.mattes, "--background": r.background}
-    for flag, pattern in paths.items():
-        if pattern:
-            roots.check(sequence.frame_path(pattern, r.train_frames[0]))
+    train = list(r.train_frames)
+    try:
+        for pattern in filter(None, paths.values()):
+            sequence.check_pattern(pattern)
+            roots.check(sequence.frame_path(pattern, train[0]))  # the folders, before listing one
+        held = list(r.held_frames) or held_back(r.mattes, train)
+        for frame in dict.fromkeys(train + held):
+            for pattern in filter(None, paths.values()):
+                roots.check(sequence.frame_path(pattern, frame))
+    except ValueError as err:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
     cmd = [sys.executable, "-m", "plugin.cli.main", "finetune", "--model", r.base, "--name", r.name,
-           "--train-frames", ",".join(map(str, r.train_frames)), "--out", run_dir, "--progress", "json"]
+           "--train-frames", ",".join(map(str, train)), "--out", run_dir, "--progress", "json"]
     cmd += [a for flag, pattern in paths.items() if pattern for a in (flag, pattern)]
-    if r.held_frames:
-        cmd += ["--held-frames", ",".join(map(str, r.held_frames))]
+    if held:
+        cmd += ["--held-frames", ",".join(map(str, held))]
+    else:  # nothing to hold back: the child must not look on disk for more (files it was not checked for)
+        cmd += ["--frames", f"{train[0]}-{train[0]}"]
     if r.steps:
         cmd += ["--steps", str(r.steps)]
     if r.colour_space:
@@ -40,6 +59,15 @@ def command(r: pb.FinetuneRequest, roots: AllowedRoots, run_dir: str) -> list[st
     if r.matte_channel:
         cmd += ["--matte-channel", r.matte_channel]
     return cmd
+
+
+def held_back(mattes: str, train: list[int]) -> list[int]:
+    """The frames `mattebox finetune` holds back when none are named: of the mattes on disk that are not
+    trained on, the first and the last (plugin/cli/finetune.py held_frames, without --frames)."""
+    if not sequence.has_frame_token(mattes):
+        return []
+    others = [f for f in sequence.frames_on_disk(mattes) if f not in train]
+    return sorted({others[0], others[-1]}) if others else []
 
 
 def events(r: pb.FinetuneRequest, roots: AllowedRoots, context) -> Iterator[pb.FinetuneEvent]:

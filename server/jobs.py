@@ -2,8 +2,11 @@
 alpha files itself, sending one event per finished frame and a final summary.
 
 A job whose patterns (first frame) lie outside the allowed roots is refused before it starts
-(PERMISSION_DENIED); a frame that fails later (missing file, a path outside the roots, bad pixels)
-becomes an error event and the job goes on. With skip_existing, frames whose outputs are complete on
+(PERMISSION_DENIED), and so is one whose output or foreground could name one of its own input, trimap
+or plate files, for any frame of the range (INVALID_ARGUMENT, naming both patterns); a frame that fails
+later (missing file, a path outside the roots, bad pixels, a write the volume cannot take) becomes an
+error event and the job goes on. Write failures are also logged; so is, once per job, a trimap snapped
+to its three levels. With skip_existing, frames whose outputs are complete on
 disk are reported done (skipped) without matting. Cancelling the job (CancelJob, a cancelled or dropped call, server shutdown)
 stops it after the frame in flight; finished frames stay on disk.
 """
@@ -76,6 +79,7 @@ class Job:
         self.options = pb.MatteOptions()
         self.options.CopyFrom(r.options)
         self.options.foreground = self.options.foreground or bool(r.foreground)
+        self.noted = False  # whether the frames' notes (a snapped trimap) were logged
 
     def check(self, path: str) -> str:
         """`path` resolved, if it is under the server's allowed roots (else RequestError)."""
@@ -85,11 +89,21 @@ class Job:
     def start(cls, server: "Matting", request: pb.JobRequest, context) -> "Job":
         """Check the whole request before any frame runs; raise RequestError if it cannot work at all
         (a path outside the allowed roots included: PERMISSION_DENIED, so a client on this machine can
-        send the pixels itself instead)."""
+        send the pixels itself instead; an output that could be one of the job's own inputs, or a frame
+        token past 10 digits: INVALID_ARGUMENT)."""
+        try:
+            return cls._start(server, request, context)
+        except ValueError as err:
+            raise frames.invalid(str(err)) from None
+
+    @classmethod
+    def _start(cls, server: "Matting", request: pb.JobRequest, context) -> "Job":
         r = request
         needs = server.model_inputs(r.model)
         if not r.input:
             raise frames.invalid("the job names no input pattern")
+        for pattern in filter(None, (r.input, r.trimap, r.background, r.output, r.foreground)):
+            sequence.check_pattern(pattern)
         frames.check_inputs(r.model, needs, [IMAGE] + [role for role in (TRIMAP, BACKGROUND) if getattr(r, role)])
         if r.last < r.first:
             raise frames.invalid(f"frame range {r.first}-{r.last} ends before it starts")
@@ -111,6 +125,8 @@ class Job:
                 raise frames.invalid(str(err)) from None
         for pattern in filter(None, (r.input, r.trimap, r.background, r.output, r.foreground)):
             server.roots.check(sequence.frame_path(pattern, r.first))
+        JobFiles(input=r.input, output=r.output, trimap=r.trimap, background=r.background,
+                 foreground=r.foreground).check_distinct(r.first, r.last)
         job_id = r.job_id or uuid.uuid4().hex[:12]
         cancel = server.jobs.add(job_id)
         context.add_callback(cancel.set)  # a cancelled or dropped call stops the job
@@ -137,6 +153,8 @@ class Job:
                     yield pb.JobEvent(error=pb.FrameError(frame=frame, message=err.message))
                     continue
                 except (OSError, ValueError) as err:
+                    if isinstance(err, images.WriteError):  # a full volume, a quota: the operator's to know
+                        log.warning("job %s frame %d: %s", self.id, frame, err)
                     failed += 1
                     yield pb.JobEvent(error=pb.FrameError(frame=frame, message=str(err)))
                     continue
@@ -159,6 +177,9 @@ class Job:
             event.skipped = True
             return event
         inputs = files.read(frame, self.check)
+        if inputs.notes and not self.noted:
+            self.noted = True
+            log.warning("job %s frame %d: %s (said once per job)", self.id, frame, "; ".join(inputs.notes))
         got = self.server.matte(r.model, Inputs(inputs.arrays, inputs.spaces, self.options), None,
                                 wait=lambda: not self.cancel.is_set())
         files.write(frame, got.alpha, got.foreground, inputs.window, self.check)

@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
             if pattern and last > first and not sequence.has_frame_token(pattern):
                 raise ValueError(f"--{flag} {pattern} needs a frame token (####, %04d or $F4) for frames {first}-{last}")
         paths = patterns(args)
+        # never write over a source, whichever mode runs (the server checks too, for every client)
+        sequence.check_distinct({k: paths[k] for k in ("input", "trimap", "background")},
+                                {k: paths[k] for k in ("output", "foreground")}, first, last)
         folders = sorted({os.path.dirname(p) for p in paths.values() if p})
         with client(args, roots=folders) as c:
             transport = args.transport
@@ -144,7 +147,7 @@ def _frames_here(c, args, paths, first, last, options, transport, progress: Prog
 
     files = JobFiles(matte_channel=args.matte_channel, colour_space=args.colour_space, **paths)
     progress.start(args.job_id or "local", last - first + 1)
-    t0, done, failed, skipped, misaligned = time.perf_counter(), 0, 0, 0, 0
+    t0, done, failed, skipped, misaligned, noted = time.perf_counter(), 0, 0, 0, 0, False
     for frame in range(first, last + 1):
         t = time.perf_counter()
         outputs = files.outputs(frame) + [""]
@@ -154,6 +157,9 @@ def _frames_here(c, args, paths, first, last, options, transport, progress: Prog
             continue
         try:
             got = files.read(frame)
+            if got.notes and not noted:
+                noted = True
+                progress.notice(f"frame {frame}: {'; '.join(got.notes)} (said once per job)")
             a = got.arrays
             res = c.matte_frame(transport, args.model, a[IMAGE], a.get(TRIMAP), a.get(BACKGROUND),
                                 got.spaces[IMAGE], options, background_space=got.spaces.get(BACKGROUND, ""))

@@ -38,7 +38,8 @@ class ShotData:
         self.frames = sorted(frames)
         self.colour_space = colour.check_space(colour_space) if colour_space else ""
         self.files = JobFiles(input=input, output="", trimap=mattes, background=background,
-                              matte_channel=matte_channel, colour_space=self.colour_space)
+                              matte_channel=matte_channel, colour_space=self.colour_space,
+                              trimap_notes=False)  # soft mattes, not trimaps
 
     def frame(self, f: int) -> dict[str, np.ndarray | None]:
         """Frame f as float32 numpy in [0, 1]: "src" (H, W, 3) sRGB, "pha" (H, W) ground truth and
