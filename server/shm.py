@@ -291,13 +291,13 @@ class Regions:
             self._drop(region, "the server stopped")
         self.buffers.trim(0)
 
-    def count(self, peer: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for r in self._by_id.values() if peer is None or r.peer == peer)
-
     # -- bookkeeping ---------------------------------------------------------------------------------
 
     def _add(self, peer: str, name: str, fd: int, size: int, inode: tuple[int, int]) -> Region:
+        with self._lock:
+            replaced = [r for r in self._by_id.values() if r.peer == peer and r.name == name and r.inode != inode]
+        for old in replaced:  # a new file under an old name: the old file is gone or going
+            self._drop(old, f"its file {name} was replaced", unless_busy=True)
         with self._lock:
             mine = [r for r in self._by_id.values() if r.peer == peer]
             same = next((r for r in mine if r.inode == inode), None)
