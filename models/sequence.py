@@ -39,7 +39,12 @@ def _width(m: re.Match) -> int:
     """The width in digits of a frame token match; ValueError past MAX_WIDTH."""
     text = m.group(0)
     digits = m.group(1) or m.group(2) or ""
-    width = len(text) if text.startswith("#") else (int(digits) if 0 < len(digits) <= 3 else 1 + 999 * bool(digits))
+    if text.startswith("#"):
+        width = len(text)
+    elif len(digits) > 3:
+        width = MAX_WIDTH + 1  # too wide, and a number not worth parsing (%10000000d)
+    else:
+        width = int(digits or 1)
     if width > MAX_WIDTH:
         shown = text if len(text) <= 16 else text[:12] + "..."
         raise ValueError(f"frame token {shown!r} is wider than {MAX_WIDTH} digits: use #### (one # per digit), "
