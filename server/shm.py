@@ -91,9 +91,9 @@ class Region:
         return buf
 
     def write(self, offset: int, a: np.ndarray) -> None:
-        """Copy array `a` into the file at `offset`. Never makes the client's file longer: a file
-        found shorter than the write is that request's error (the race left, a truncation between
-        the check and the write, only gives the file back bytes within its registered size)."""
+        """Copy array `a` into the file at `offset`. A file found shorter than the write is that
+        request's error, so the server does not lengthen a file its client cut (a cut racing the
+        check can only have the write give the file back bytes within its registered size)."""
         data = memoryview(np.ascontiguousarray(a)).cast("B")
         end = offset + len(data)
         if os.fstat(self.fd).st_size < end:

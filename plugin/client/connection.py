@@ -193,7 +193,8 @@ class Client:
             except grpc.RpcError as err:
                 # the server dropped the region (unused too long, our file removed, a new connection,
                 # a restarted server): once, a new file and registration
-                if attempt == 2 or err.code() != grpc.StatusCode.NOT_FOUND or req.region_id not in (err.details() or ""):
+                gone = err.code() == grpc.StatusCode.NOT_FOUND and req.region_id in (err.details() or "")
+                if attempt == 2 or not gone:
                     raise
                 self._release_region()
         a = resp.alpha
