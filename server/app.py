@@ -1,4 +1,5 @@
-"""Building and running the server: bind, TLS, token, health checking, reflection, graceful stop."""
+"""Building and running the server: bind, TLS, token, admission limits, health checking, reflection,
+graceful stop."""
 from __future__ import annotations
 
 import logging
@@ -16,6 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from models.registry import Registry
 from server.api import SERVICE, rpc
 from server.auth import TokenInterceptor, is_loopback
+from server.limits import (PEER_CALLS, PEER_JOBS, PEER_WATCHES, STREAM_IDLE_S, STREAM_MEMORY_MB, THREADS, Admission,
+                           Limits, bound_arenas)
 from server.paths import AllowedRoots
 from server.scheduler import QUEUE_SIZE, Scheduler
 from server.servicer import Matting
@@ -28,12 +31,18 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     token: str = ""
+    insecure_token: bool = False  # accept a token without TLS off loopback (a trusted network only)
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""  # when set, clients must present a certificate signed by it
     allow_roots: list[str] = field(default_factory=list)  # empty: home and temp dir on loopback
     queue_size: int = QUEUE_SIZE
-    threads: int = 16
+    threads: int = THREADS  # RPC threads; limits.RESERVE of them never go to long calls
+    peer_calls: int = PEER_CALLS  # matting calls (Matte, MatteStream, MatteShared) one peer may have in flight
+    peer_jobs: int = PEER_JOBS  # RunJob and Finetune calls one peer may have running
+    peer_watches: int = PEER_WATCHES  # health Watch and reflection streams one peer may hold open
+    stream_idle_s: float = STREAM_IDLE_S  # a MatteStream whose next chunk takes longer is ended
+    stream_memory_mb: int = STREAM_MEMORY_MB  # bytes all MatteStream calls together may hold
     max_message_mb: int = 512
     grace_s: float = 30.0
 
@@ -52,6 +61,7 @@ class Running:
     scheduler: Scheduler
     health: health.HealthServicer
     grace_s: float
+    limits: Limits | None = None
 
     def stop(self) -> None:
         """Refuse new calls, stop jobs after their frame in flight, let calls finish, stop workers."""
@@ -71,6 +81,14 @@ def default_roots(cfg: ServerConfig) -> list[str]:
     return [str(Path.home()), tempfile.gettempdir()] if is_loopback(cfg.host) else []
 
 
+def warnings(cfg: ServerConfig) -> list[str]:
+    """What the operator chose that clients should know (logged at start, sent in ListModels)."""
+    if cfg.token and not cfg.tls_cert and not is_loopback(cfg.host):
+        return [f"the bearer token is accepted without TLS on {cfg.host} (--insecure-token): it crosses the "
+                "network in clear; serve with --tls-cert/--tls-key"]
+    return []
+
+
 def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
     """Start serving; raises ConfigError for an unsafe or incomplete configuration."""
     if not is_loopback(cfg.host) and not cfg.token:
@@ -78,12 +96,29 @@ def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
                           "(--token, --token-file or MATTEBOX_TOKEN), and TLS with --tls-cert/--tls-key")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if cfg.tls_client_ca and not cfg.tls_cert:
+        raise ConfigError("--tls-client-ca checks client certificates over TLS: give --tls-cert/--tls-key too")
+    if cfg.token and not cfg.tls_cert and not is_loopback(cfg.host) and not cfg.insecure_token:
+        raise ConfigError(f"binding {cfg.host} with a token but without TLS would send the token across the network "
+                          "in clear: give --tls-cert/--tls-key, or --insecure-token to accept that on a trusted "
+                          "network")
+    problems = Limits.check(cfg.threads, cfg.peer_calls, cfg.peer_jobs, cfg.peer_watches, cfg.stream_idle_s,
+                            cfg.stream_memory_mb)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    limits = Limits(cfg.threads, cfg.peer_calls, cfg.peer_jobs, cfg.peer_watches, cfg.stream_idle_s,
+                    cfg.stream_memory_mb)
+    bound_arenas()  # so that freed frames go back to the system (server/limits.py)
     scheduler = Scheduler(cfg.queue_size)
-    servicer = Matting(registry or Registry(), scheduler, AllowedRoots(default_roots(cfg)))
+    servicer = Matting(registry or Registry(), scheduler, AllowedRoots(default_roots(cfg)), limits)
+    servicer.warnings = warnings(cfg)
+    for text in servicer.warnings:
+        log.warning("%s", text)
     limit = cfg.max_message_mb << 20
+    # the token is checked first: a call without it is refused before it counts against any limit
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="rpc"),
-        interceptors=[TokenInterceptor(cfg.token)] if cfg.token else [],
+        interceptors=([TokenInterceptor(cfg.token)] if cfg.token else []) + [Admission(limits)],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                  ("grpc.so_reuseport", 0)],
     )
@@ -104,7 +139,7 @@ def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
         port = server.add_insecure_port(bind)
     server.start()
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    return Running(f"{host}:{port}", server, servicer, scheduler, checker, cfg.grace_s)
+    return Running(f"{host}:{port}", server, servicer, scheduler, checker, cfg.grace_s, limits)
 
 
 def serve_forever(cfg: ServerConfig, ready=None) -> None:

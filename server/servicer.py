@@ -19,14 +19,13 @@ from server import finetune, frames, jobs
 from server.api import codec, pb, rpc
 from server.auth import is_loopback
 from server.frames import Inputs, Matted, RequestError
+from server.limits import Limits, mib
 from server.paths import AllowedRoots
 from server.scheduler import DeadlinePassed, QueueFull, Scheduler
 from server.shm import Regions
 
 log = logging.getLogger("mattebox.server")
 CHUNK = 1 << 20
-#: bytes a MatteStream call allocates before its data arrives (a 4K float32 RGB frame fits)
-STREAM_PREALLOC = 128 << 20
 VERSION = "0.1.0"
 
 
@@ -55,10 +54,12 @@ def _status_stream(handler):
 
 
 class Matting(rpc.MattingServicer):
-    def __init__(self, registry: Registry, scheduler: Scheduler, roots: AllowedRoots):
+    def __init__(self, registry: Registry, scheduler: Scheduler, roots: AllowedRoots, limits: Limits | None = None):
         self.registry = registry
         self.scheduler = scheduler
         self.roots = roots
+        self.limits = limits or Limits()
+        self.warnings: list[str] = []  # what ListModels tells every client about how the server is set up
         self.regions = Regions()
         self.jobs = jobs.Jobs()
 
@@ -138,7 +139,7 @@ class Matting(rpc.MattingServicer):
 
     def ListModels(self, request, context):
         infos = self.registry.infos()
-        return pb.ListModelsResponse(server_version=VERSION, models=[
+        return pb.ListModelsResponse(server_version=VERSION, warnings=self.warnings, models=[
             pb.ModelInfo(name=i.name, description=i.description, inputs=[codec.INPUT_CODES[k] for k in i.inputs],
                          weights_ready=i.weights, params=i.params, gflops_512=i.gflops_512, device=i.device,
                          loaded=i.loaded) for i in infos])
@@ -156,37 +157,55 @@ class Matting(rpc.MattingServicer):
 
     @_status_stream
     def MatteStream(self, request_iterator, context):
+        """The buffer grows with the data as it arrives, each chunk reserved in the server's stream
+        budget first (RESOURCE_EXHAUSTED past it) and given back when the call ends, however it ends;
+        a stream whose next chunk does not come within the idle limit is ended (DEADLINE_EXCEEDED)."""
         t0 = time.perf_counter()
-        first = next(request_iterator, None)
-        if first is None or not first.HasField("header"):
-            raise frames.invalid("the first MatteStream message must carry the header (model and frame descriptors)")
-        head = first.header
-        descs = self.parts(head.model, head, lambda m, role: m.HasField(role))
-        # the data carries every input the header describes, in this order, needed or not
-        sent = [role for role in (IMAGE, TRIMAP, BACKGROUND) if role == IMAGE or head.HasField(role)]
-        for role in sent:
-            frames.check_desc(role, getattr(head, role), None if role == IMAGE else head.image)
-        sizes = [(role, codec.nbytes(getattr(head, role))) for role in sent]
-        total = sum(n for _, n in sizes)
-        # Room for a 4K frame at once; beyond that the buffer grows (doubling) only as data arrives,
-        # so a header that claims a huge frame cannot make the server allocate it.
-        buf, pos = bytearray(min(total, STREAM_PREALLOC)), 0
-        for chunk in request_iterator:
-            end = pos + len(chunk.data)
-            if end > total:
-                raise frames.invalid(f"the stream sent more than the {total} bytes its header describes")
-            if end > len(buf):
-                buf += bytes(min(total, max(end, 2 * len(buf))) - len(buf))
-            buf[pos:end] = chunk.data
-            pos = end
-        if pos != total:
-            raise frames.invalid(f"the stream ended after {pos} of the {total} bytes its header describes")
-        mv, offsets, at = memoryview(buf), {}, 0
-        for role, n in sizes:
-            offsets[role] = mv[at:at + n]
-            at += n
-        arrays = _arrays(descs, offsets.__getitem__)
-        got = self.matte(head.model, Inputs(arrays, _spaces(descs), head.options), _deadline(context))
+        budget, held = self.limits.stream_bytes, 0
+        messages = self.limits.within(request_iterator)
+        try:
+            first = next(messages, None)
+            if first is None or not first.HasField("header"):
+                raise frames.invalid("the first MatteStream message must carry the header (model and frame "
+                                     "descriptors)")
+            head = first.header
+            descs = self.parts(head.model, head, lambda m, role: m.HasField(role))
+            # the data carries every input the header describes, in this order, needed or not
+            sent = [role for role in (IMAGE, TRIMAP, BACKGROUND) if role == IMAGE or head.HasField(role)]
+            for role in sent:
+                frames.check_desc(role, getattr(head, role), None if role == IMAGE else head.image)
+            sizes = [(role, codec.nbytes(getattr(head, role))) for role in sent]
+            total = sum(n for _, n in sizes)
+            if total > budget.limit:
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"a {mib(total)} frame is more than this server holds of streamed frames at once "
+                                   f"({mib(budget.limit)}, mattebox serve --stream-memory-mb): send it through "
+                                   "shared memory or path mode")
+            buf = bytearray()  # nothing is allocated for what the header only declares
+            for chunk in messages:
+                n = len(chunk.data)
+                if len(buf) + n > total:
+                    raise frames.invalid(f"the stream sent more than the {total} bytes its header describes")
+                if not budget.take(n):
+                    raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                       f"the server holds {mib(budget.used)} of streamed frames in flight, its limit "
+                                       f"(mattebox serve --stream-memory-mb {budget.limit >> 20}): retry shortly")
+                held += n
+                buf += chunk.data
+            if len(buf) != total:
+                raise frames.invalid(f"the stream ended after {len(buf)} of the {total} bytes its header describes")
+            mv, offsets, at = memoryview(buf), {}, 0
+            for role, n in sizes:
+                offsets[role] = mv[at:at + n]
+                at += n
+            arrays = _arrays(descs, offsets.__getitem__)
+            got = self.matte(head.model, Inputs(arrays, _spaces(descs), head.options), _deadline(context))
+            del arrays, offsets, mv, buf  # the inputs' bytes go back before the reply is sent
+        finally:
+            messages.close()
+            budget.give(held)
+            # freed now, even when the traceback of a cancelled call keeps this frame a while
+            buf = mv = offsets = arrays = first = None  # noqa: F841
         yield pb.AlphaChunk(alpha=codec.describe(got.alpha), seconds=time.perf_counter() - t0,
                             foreground=None if got.foreground is None else codec.describe(got.foreground),
                             alignment=got.alignment)

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from server import limits
 from server.app import ConfigError, ServerConfig, default_roots, serve_forever
 from server.scheduler import QUEUE_SIZE
 
@@ -29,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=os.environ.get("MATTEBOX_TOKEN", ""),
                    help="require 'authorization: Bearer TOKEN' (default $MATTEBOX_TOKEN); needed off loopback")
     p.add_argument("--token-file", default="", help="read the token from this file")
+    p.add_argument("--insecure-token", action="store_true",
+                   help="accept a token without TLS off loopback (it crosses the network in clear: a trusted "
+                        "network only; logged, and told to clients in ListModels)")
     p.add_argument("--tls-cert", default="", help="PEM certificate chain (enables TLS)")
     p.add_argument("--tls-key", default="", help="PEM private key for --tls-cert")
     p.add_argument("--tls-client-ca", default="", help="require client certificates signed by this CA")
@@ -37,17 +41,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=queue_size, default=QUEUE_SIZE,
                    help=f"frames that may wait per device (at least 1; default {QUEUE_SIZE})")
     p.add_argument("--ready-file", default="", help="write {\"address\": ...} here once serving")
+    g = p.add_argument_group("what one client may hold (a client is an IP address; this machine is one)")
+    g.add_argument("--peer-calls", type=int, default=limits.PEER_CALLS,
+                   help=f"Matte, MatteStream and MatteShared calls in flight per client (default {limits.PEER_CALLS})")
+    g.add_argument("--peer-jobs", type=int, default=limits.PEER_JOBS,
+                   help=f"RunJob and Finetune calls running per client (default {limits.PEER_JOBS})")
+    g.add_argument("--peer-watches", type=int, default=limits.PEER_WATCHES,
+                   help=f"health Watch and reflection streams open per client (default {limits.PEER_WATCHES})")
+    g.add_argument("--threads", type=int, default=limits.THREADS,
+                   help=f"RPC threads (default {limits.THREADS}); {limits.RESERVE} of them are kept for health, "
+                        "listing and cancel")
+    g.add_argument("--stream-idle-s", type=float, default=limits.STREAM_IDLE_S,
+                   help=f"end a MatteStream whose next chunk takes longer (default {limits.STREAM_IDLE_S:g} s)")
+    g.add_argument("--stream-memory-mb", type=int, default=limits.STREAM_MEMORY_MB,
+                   help=f"MiB all MatteStream calls together may hold (default {limits.STREAM_MEMORY_MB})")
 
 
 def run(args: argparse.Namespace) -> int:
     token = Path(args.token_file).read_text().strip() if args.token_file else args.token
     cfg = ServerConfig(host=args.host, port=args.port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                       tls_client_ca=args.tls_client_ca, allow_roots=args.allow_root, queue_size=args.queue_size)
+                       tls_client_ca=args.tls_client_ca, allow_roots=args.allow_root, queue_size=args.queue_size,
+                       insecure_token=args.insecure_token, threads=args.threads, peer_calls=args.peer_calls,
+                       peer_jobs=args.peer_jobs, peer_watches=args.peer_watches, stream_idle_s=args.stream_idle_s,
+                       stream_memory_mb=args.stream_memory_mb)
 
     def ready(running) -> None:
         roots = ", ".join(default_roots(cfg)) or "none"
         print(f"mattebox: serving on {running.address} (path-mode roots: {roots}; "
-              f"{'token required' if token else 'no token'}{', TLS' if cfg.tls_cert else ''})",
+              f"{'token required' if token else 'no token'}{', TLS' if cfg.tls_cert else ''}"
+              f"{', client certificates required' if cfg.tls_client_ca else ''}"
+              f"{', the token travels in clear (--insecure-token)' if running.servicer.warnings else ''})",
               file=sys.stderr, flush=True)
         if args.ready_file:
             tmp = args.ready_file + ".tmp"
