@@ -124,7 +124,7 @@ def _path_mode(c, args, paths, first, last, options, progress: Progress) -> int:
                         options=options, colour_space=args.colour_space, matte_channel=args.matte_channel,
                         skip_existing=args.skip_existing, **paths)
     call = c.run_job(req)
-    signal.signal(signal.SIGTERM, lambda *_: call.cancel())  # a host stops us: stop the server's work too
+    previous = signal.signal(signal.SIGTERM, lambda *_: call.cancel())  # a host stops us: stop the server's work too
     try:
         summary = follow_job(call, progress)
     except grpc.RpcError as err:
@@ -135,6 +135,8 @@ def _path_mode(c, args, paths, first, last, options, progress: Progress) -> int:
     except KeyboardInterrupt:
         call.cancel()
         raise
+    finally:  # a refused job falls back to sending the pixels: SIGTERM must stop that as usual
+        signal.signal(signal.SIGTERM, previous)
     if summary is None or summary.cancelled:
         return 130
     return 1 if summary.failed else 0
