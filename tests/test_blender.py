@@ -111,6 +111,11 @@ def session(bpy_python, built_zip, blender_shot, server, strict_server, tmp_path
     return seen, params, tmp
 
 
+def _blender5(seen: dict) -> bool:
+    """The session ran in Blender 5 (else 4.2 or 4.5: the compositor's older API)."""
+    return seen["blender"] >= [5, 0, 0]
+
+
 def _alpha(path) -> np.ndarray:
     return images.read(path).pixels[..., 0]
 
@@ -244,8 +249,11 @@ def test_compositor_output_is_the_source_premultiplied_by_the_alpha(session, ble
     assert w["use_compositing"] and w["outputs"] == ["Image"]
     assert {"Mattebox Source:CompositorNodeImage", "Mattebox Alpha:CompositorNodeImage",
             "Mattebox Set Alpha:CompositorNodeSetAlpha"} <= set(w["nodes"])
-    assert any(n.endswith(":NodeGroupOutput") for n in w["nodes"])
-    output = next(n.split(":")[0] for n in w["nodes"] if n.endswith(":NodeGroupOutput"))
+    # Blender 5: the scene's compositing node group, out through Group Output; 4.x: scene.node_tree, Composite
+    output, kind = w["output"].split(":")
+    assert kind == ("NodeGroupOutput" if _blender5(seen) else "CompositorNodeComposite")
+    assert w["output"] in w["nodes"]
+    assert not any(n.endswith(":CompositorNodeRLayers") for n in w["nodes"])  # 4.x's default: a 3D render a frame
     assert w["links"] == sorted(["Mattebox Source.Image->Mattebox Set Alpha.Image",
                                  "Mattebox Alpha.Alpha->Mattebox Set Alpha.Alpha",
                                  f"Mattebox Set Alpha.Image->{output}.Image"])
@@ -444,7 +452,10 @@ def test_trimap_channel_picked_in_blender_reaches_the_server(session, blender_sh
 
 def test_acescg_source_passes_its_colour_space(session, blender_shot, direct):
     seen, params, _ = session
-    assert seen["aces_guessed"] == ["ACEScg", "ACEScg"]  # Blender 5 reads it from the EXR; the session sets it too
+    # Blender 5 reads the space from the EXR's chromaticities, 4.x takes any float EXR to be its linear
+    # working space; the session then sets ACEScg, as a user does
+    guess = "ACEScg" if _blender5(seen) else "Linear Rec.709"
+    assert seen["aces_guessed"] == [guess, guess]
     assert seen["aces"] == {"result": ["FINISHED"]}
     command = seen["commands"]["out_aces"]
     assert _option(command, "--colour-space") == "ACEScg"

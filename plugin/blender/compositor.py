@@ -8,8 +8,10 @@ background's colour at soft edges), else the source.
 
 Blender 5 keeps the tree in scene.compositing_node_group (a node group, created here when missing)
 and outputs through a Group Output node with an "Image" socket; Blender 4.2-4.5 keep it in
-scene.node_tree (scene.use_nodes) and output through the Composite node. The nodes this module adds
-are named "Mattebox ..." and reused when the same scene is matted again.
+scene.node_tree (scene.use_nodes) and output through the Composite node, and Set Alpha's mode is its
+`mode` property ('APPLY' / 'REPLACE_ALPHA') instead of a "Type" socket. A 4.x tree this module turns
+on starts, as in Blender 5, without the Render Layers node Blender puts in it. The nodes this module
+adds are named "Mattebox ..." and reused when the same scene is matted again.
 """
 from __future__ import annotations
 
@@ -23,11 +25,24 @@ def tree(scene: bpy.types.Scene) -> bpy.types.NodeTree:
     """The scene's compositor node tree, created (and compositing turned on) when missing."""
     scene.render.use_compositing = True
     if not _BLENDER5:
+        fresh = scene.node_tree is None
         scene.use_nodes = True
+        if fresh:  # Blender's default tree: keep only its Composite node, as Blender 5 starts a tree empty
+            _empty(scene.node_tree)
         return scene.node_tree
     if scene.compositing_node_group is None:
         scene.compositing_node_group = bpy.data.node_groups.new(f"{scene.name} Compositor", "CompositorNodeTree")
     return scene.compositing_node_group
+
+
+def _empty(node_tree: bpy.types.NodeTree) -> None:
+    """Remove the nodes of Blender 4.x's default compositor tree but the Composite node: its Render Layers
+    node (4.5: with a Reroute and a Viewer) makes every render of the compositor render the 3D scene
+    first, linked or not (17 s a frame for the default cube in bpy 4.2 on a CPU), for a picture that
+    Mattebox's wiring replaces."""
+    for node in list(node_tree.nodes):
+        if node.bl_idname != "CompositorNodeComposite":
+            node_tree.nodes.remove(node)
 
 
 def discard(scene: bpy.types.Scene) -> None:

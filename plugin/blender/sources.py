@@ -259,8 +259,7 @@ def _render_frames(inp: Input, folder: str):
     if own and is_sequence(block):
         image.source = "SEQUENCE"
     scene = _export_scene(inp.rgb_only())
-    tree = compositor.tree(scene)
-    tree.nodes.clear()  # Blender 4.x starts a tree with Render Layers, which would render the 3D scene
+    tree = compositor.tree(scene)  # empty but for the output (no Render Layers: no 3D render)
     pattern = os.path.join(folder, file_name(name) + ".####.exr")
     try:
         if own and (inp.data or block.colorspace_settings.name):

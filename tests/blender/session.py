@@ -1,4 +1,4 @@
-"""A user's session in real Blender (bpy 5.0 as a module, run by tests/test_blender.py): install the
+"""A user's session in real Blender (bpy 4.2, 4.5 or 5.0 as a module, run by tests/test_blender.py): install the
 Mattebox extension from its zip, set its preferences, load a shot, matte it in several ways (image
 sequence, painted trimap, movie, clip), with the options (unmixed foreground, plate alignment, trimap
 channel, colour spaces), hit the errors a user can hit, draw the panel, drive a run's step logic
@@ -25,6 +25,7 @@ with open(sys.argv[1]) as params:
     P = json.load(params)
 SEEN: dict = {}
 ADDON = "bl_ext.user_default.mattebox"
+BLENDER5 = bpy.app.version >= (5, 0, 0)  # the compositor's API changed in 5.0; 4.2 and 4.5 share the old one
 
 
 def prefs():
@@ -116,30 +117,55 @@ def load_shot() -> None:
     painted.pixels.foreach_set(rgba.ravel())
 
 
+def compositor_tree(scene):
+    """The scene's compositor tree: Blender 5's node group, 4.x's scene.node_tree."""
+    return scene.compositing_node_group if BLENDER5 else scene.node_tree
+
+
+def output_node(tree):
+    """The node that takes the final picture: Blender 5's Group Output, 4.x's Composite node."""
+    return next(n for n in tree.nodes if n.bl_idname == ("NodeGroupOutput" if BLENDER5 else "CompositorNodeComposite"))
+
+
+def set_alpha_type(node) -> str:
+    """Set Alpha's mode as the UI names it: Blender 5's "Type" menu socket, 4.x's `mode` enum property."""
+    if BLENDER5:
+        return node.inputs["Type"].default_value
+    return node.bl_rna.properties["mode"].enum_items[node.mode].name
+
+
 def wiring(scene) -> dict:
-    tree = scene.compositing_node_group
-    return {"tree": tree.name if tree else None, "use_compositing": scene.render.use_compositing,
+    tree = compositor_tree(scene)
+    outputs = ([i.name for i in tree.interface.items_tree if getattr(i, "in_out", "") == "OUTPUT"] if BLENDER5
+               else [s.name for s in output_node(tree).inputs if s.is_linked])
+    return {"tree": tree.name if tree else None,
+            "use_compositing": scene.render.use_compositing and (BLENDER5 or scene.use_nodes),
             "nodes": sorted(f"{n.name}:{n.bl_idname}" for n in tree.nodes),
             "links": sorted(f"{l.from_node.name}.{l.from_socket.name}->{l.to_node.name}.{l.to_socket.name}"
                             for l in tree.links),
-            "outputs": [i.name for i in tree.interface.items_tree if getattr(i, "in_out", "") == "OUTPUT"],
-            "set_alpha_type": tree.nodes["Mattebox Set Alpha"].inputs["Type"].default_value,
+            "output": f"{output_node(tree).name}:{output_node(tree).bl_idname}", "outputs": outputs,
+            "set_alpha_type": set_alpha_type(tree.nodes["Mattebox Set Alpha"]),
             "images": {n.name: n.image.name for n in tree.nodes if n.bl_idname == "CompositorNodeImage"}}
 
 
 def render_over(scene, frame: int, path: str, colour) -> None:
     """The Mattebox output put over a flat colour with an Alpha Over node (the user's next step)."""
-    tree = scene.compositing_node_group
-    out = next(n for n in tree.nodes if n.bl_idname == "NodeGroupOutput")
+    tree = compositor_tree(scene)
+    out = output_node(tree)
     set_alpha = tree.nodes["Mattebox Set Alpha"]
     rgb = tree.nodes.new("CompositorNodeRGB")
     rgb.outputs[0].default_value = (*colour, 1.0)
     over = tree.nodes.new("CompositorNodeAlphaOver")
-    tree.links.new(rgb.outputs[0], over.inputs["Background"])
-    tree.links.new(set_alpha.outputs["Image"], over.inputs["Foreground"])
+    # Blender 5 names the image inputs and has the mode as sockets; 4.x has two inputs called "Image"
+    # (background, then foreground) and the mode as properties (premul 0: Over; no convert: premultiplied)
+    background, foreground = (over.inputs["Background"], over.inputs["Foreground"]) if BLENDER5 \
+        else (over.inputs[1], over.inputs[2])
+    tree.links.new(rgb.outputs[0], background)
+    tree.links.new(set_alpha.outputs["Image"], foreground)
     tree.links.new(over.outputs["Image"], out.inputs["Image"])
-    SEEN["alpha_over"] = {"straight": over.inputs["Straight Alpha"].default_value,
-                          "type": over.inputs["Type"].default_value}
+    SEEN["alpha_over"] = ({"straight": over.inputs["Straight Alpha"].default_value,
+                           "type": over.inputs["Type"].default_value} if BLENDER5
+                          else {"straight": over.use_premultiply, "type": "Over" if over.premul == 0 else over.premul})
     try:
         render_compositor(scene, frame, path)
     finally:
@@ -166,11 +192,15 @@ def make_movie(path: str) -> None:
     scene.view_settings.view_transform = "Standard"
     scene.frame_start, scene.frame_end = 1, len(P["frames"])
     first = os.path.basename(P["source_first"])
-    strip = scene.sequence_editor_create().strips.new_image("shot", P["source_first"], 1, 1)
+    editor = scene.sequence_editor_create()
+    strips = editor.strips if BLENDER5 else editor.sequences  # 4.x: sequences
+    strip = strips.new_image("shot", P["source_first"], 1, 1)
     for f in P["frames"][1:]:
         strip.elements.append(first.replace(str(P["frames"][0]), str(f)))
     settings = scene.render.image_settings
-    settings.media_type, settings.file_format = "VIDEO", "FFMPEG"
+    if BLENDER5:
+        settings.media_type = "VIDEO"  # 4.x: no media type, the file format alone
+    settings.file_format = "FFMPEG"
     scene.render.ffmpeg.format, scene.render.ffmpeg.codec = "MKV", "FFV1"
     scene.render.filepath = path
     bpy.ops.render.render(animation=True, scene=scene.name)
@@ -369,6 +399,7 @@ def local_server() -> None:
 
 
 SEEN["crashed"], SEEN["seconds"], SEEN["commands"] = {}, {}, {}
+SEEN["blender"] = list(bpy.app.version)
 for phase in (install, set_prefs, load_shot, user_runs, options, errors, panel, steps, threads, toggle, local_server):
     t0 = time.monotonic()
     try:
