@@ -1,5 +1,5 @@
-"""Options every client command shares (--server, --token, --tls-ca), and the private server a
-command starts for itself when no --server is given."""
+"""Options every client command shares (--server, --token, --tls-ca, --tls-cert/--tls-key), and the
+private server a command starts for itself when no --server is given."""
 from __future__ import annotations
 
 import argparse
@@ -24,12 +24,29 @@ def add_server_arguments(p: argparse.ArgumentParser, server_help: str = "") -> N
     p.add_argument("--token", default=os.environ.get("MATTEBOX_TOKEN", ""),
                    help="bearer token for a remote server (default $MATTEBOX_TOKEN)")
     p.add_argument("--tls-ca", default="", help="PEM file of the CA that signed the server's certificate")
+    p.add_argument("--tls-cert", default="",
+                   help="PEM certificate (chain) of this client, for a server that requires client certificates "
+                        "(mattebox serve --tls-client-ca); with --tls-key")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+
+
+def connection(args: argparse.Namespace) -> dict:
+    """The Client keyword arguments (token and TLS) that add_server_arguments' options give."""
+    return dict(token=getattr(args, "token", ""), tls_ca=getattr(args, "tls_ca", ""),
+                tls_cert=getattr(args, "tls_cert", ""), tls_key=getattr(args, "tls_key", ""))
 
 
 @contextlib.contextmanager
 def spawn_server(*extra: str, timeout: float = 60.0) -> Iterator[str]:
     """Start `mattebox serve` on a free loopback port in its own process; yield its address; stop it
     with SIGTERM (graceful) at the end. Its output goes to stderr, so our stdout stays clean JSON."""
+    with server_process(*extra, timeout=timeout) as info:
+        yield info["address"]
+
+
+@contextlib.contextmanager
+def server_process(*extra: str, timeout: float = 60.0) -> Iterator[dict]:
+    """As spawn_server, yielding {"address": ..., "pid": ...} (the server's own process, e.g. for its RSS)."""
     with tempfile.TemporaryDirectory(prefix="mattebox-") as tmp:
         ready = os.path.join(tmp, "ready.json")
         proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0",
@@ -43,7 +60,7 @@ def spawn_server(*extra: str, timeout: float = 60.0) -> Iterator[str]:
                     raise RuntimeError(f"the matting server did not start within {timeout:.0f} s")
                 time.sleep(0.05)
             with open(ready) as f:
-                yield json.load(f)["address"]
+                yield json.load(f)
         finally:
             proc.terminate()
             try:
@@ -60,7 +77,7 @@ def client(args: argparse.Namespace, roots: list[str] | None = None) -> Iterator
     with contextlib.ExitStack() as stack:
         extra = [a for root in roots or [] for a in ("--allow-root", root)]
         address = args.server or stack.enter_context(spawn_server(*extra))
-        c = stack.enter_context(Client(address, token=args.token, tls_ca=args.tls_ca))
+        c = stack.enter_context(Client(address, **connection(args)))
         yield c
 
 

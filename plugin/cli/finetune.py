@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import grpc
 
 from models import sequence
-from plugin.cli.connect import add_server_arguments, explain
+from plugin.cli.connect import add_server_arguments, connection, explain
 from plugin.cli.train import reporter
 from plugin.client.connection import Client
 
@@ -64,7 +64,7 @@ def run_remote(args: argparse.Namespace, train: list[int]) -> int:
                              train_frames=train, held_frames=held_frames(args, train), background=args.background,
                              steps=args.steps, colour_space=args.colour_space, matte_channel=args.matte_channel)
     on_step, on_validate = reporter(args.progress, 0)
-    with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
+    with Client(args.server, **connection(args)) as c:
         try:
             for ev in c.finetune(req):
                 kind = ev.WhichOneof("event")
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
           f"{card['held_sad_after']:.3f}", file=sys.stderr)
     if args.server:
         try:
-            with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
+            with Client(args.server, **connection(args)) as c:
                 listed = args.name in [m.name for m in c.models()]
         except grpc.RpcError as err:
             print(f"mattebox finetune: could not ask {args.server}: {err.details()}", file=sys.stderr)

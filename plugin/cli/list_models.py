@@ -7,7 +7,7 @@ import sys
 
 import grpc
 
-from plugin.cli.connect import add_server_arguments, explain
+from plugin.cli.connect import add_server_arguments, connection, explain
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def rows(args: argparse.Namespace) -> list[dict]:
         from plugin.client.connection import Client
         from server.api import INPUT_NAMES
 
-        with Client(args.server, token=args.token, tls_ca=args.tls_ca) as c:
+        with Client(args.server, **connection(args)) as c:
             return [dict(name=m.name, description=m.description, inputs=[INPUT_NAMES[i] for i in m.inputs],
                          params=m.params, gflops_512=m.gflops_512, weights=m.weights_ready, device=m.device)
                     for m in c.models()]

@@ -44,10 +44,14 @@ def _alignment(reply) -> pb.Alignment | None:
 class Client:
     """address: "host:port", or "ip:port,ip:port,..." to balance round-robin over several servers
     (health-checked). token: sent as `authorization: Bearer` metadata. tls_ca: PEM file of the CA
-    that signed the server's certificate (TLS on when given)."""
+    that signed the server's certificate (TLS on when given). tls_cert, tls_key: PEM files of this
+    client's certificate (chain) and its private key, for a server that requires client certificates
+    (`mattebox serve --tls-client-ca`); TLS on when given, trusting tls_ca, else the system's CAs."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, token: str = "", tls_ca: str = "",
-                 max_message_mb: int = 512):
+                 max_message_mb: int = 512, tls_cert: str = "", tls_key: str = ""):
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("a client certificate needs both tls_cert and tls_key (--tls-cert and --tls-key)")
         self.address = address
         limit = max_message_mb << 20
         options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
@@ -57,8 +61,11 @@ class Client:
             options += [("grpc.service_config", json.dumps({
                 "loadBalancingConfig": [{"round_robin": {}}],
                 "healthCheckConfig": {"serviceName": ""}}))]
-        if tls_ca:
-            creds = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
+        if tls_ca or tls_cert:
+            creds = grpc.ssl_channel_credentials(
+                Path(tls_ca).read_bytes() if tls_ca else None,
+                private_key=Path(tls_key).read_bytes() if tls_key else None,
+                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None)
             self.channel = grpc.secure_channel(target, creds, options)
         else:
             self.channel = grpc.insecure_channel(target, options)

@@ -10,7 +10,7 @@ JSON object per line (events documented in plugin/cli/progress.py and plugin/cli
                     clean plate could not be aligned (--align-plate)
 
 Every command gets the settings' server(s) as --server (Config.address(): "a:1,b:2" is balanced
-round-robin by the client), --tls-ca when set, and the token in $MATTEBOX_TOKEN (never on the command
+round-robin by the client), --tls-ca and --tls-cert/--tls-key when set, and the token in $MATTEBOX_TOKEN (never on the command
 line, where any user's `ps` would show it).
 """
 from __future__ import annotations
@@ -76,8 +76,12 @@ def _env(cfg: Config) -> dict | None:
 
 
 def _connection(cfg: Config) -> list[str]:
-    """--server and --tls-ca arguments for the settings."""
-    return ["--server", cfg.address()] + (["--tls-ca", os.path.expanduser(cfg.tls_ca)] if cfg.tls_ca else [])
+    """--server, --tls-ca and --tls-cert/--tls-key arguments for the settings."""
+    out = ["--server", cfg.address()]
+    for flag, value in (("--tls-ca", cfg.tls_ca), ("--tls-cert", cfg.tls_cert), ("--tls-key", cfg.tls_key)):
+        if value:
+            out += [flag, os.path.expanduser(value)]
+    return out
 
 
 def local_roots(cfg: Config) -> list[str]:

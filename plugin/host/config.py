@@ -4,7 +4,7 @@ install.py writes them; the plugins read them (Nuke and Blender alike).
 
 File: $MATTEBOX_CONFIG, else ~/.config/mattebox/client.json (%APPDATA%\\mattebox\\client.json on Windows):
     {"client": "/path/to/.venv/bin/mattebox", "server": "127.0.0.1:50051", "start_server": true,
-     "servers": [], "allowed_roots": [], "token": "", "tls_ca": ""}
+     "servers": [], "allowed_roots": [], "token": "", "tls_ca": "", "tls_cert": "", "tls_key": ""}
 
 Keys (every one optional; a missing key takes the default shown above, unknown keys are ignored):
 - client: the `mattebox` command ("" = find it on PATH).
@@ -22,6 +22,9 @@ Keys (every one optional; a missing key takes the default shown above, unknown k
   MATTEBOX_TOKEN environment variable, never on its command line (where `ps` would show it).
 - tls_ca: PEM file of the CA that signed the servers' certificates (passed as --tls-ca); "" = plain
   connection (loopback or a trusted network).
+- tls_cert, tls_key: PEM files of this machine's (or artist's) client certificate and its private key,
+  for servers that require client certificates (`mattebox serve --tls-client-ca`); passed as
+  --tls-cert/--tls-key. Both or neither.
 
 load() checks the types (ConfigError names the file, the key and what it should be).
 """
@@ -50,6 +53,8 @@ class Config:
     allowed_roots: List[str] = field(default_factory=list)  # folders the local server may read and write
     token: str = ""                  # bearer token, given to the client as $MATTEBOX_TOKEN
     tls_ca: str = ""                 # CA certificate (PEM) of the servers, passed as --tls-ca
+    tls_cert: str = ""               # client certificate (PEM), passed as --tls-cert (with tls_key)
+    tls_key: str = ""                # its private key (PEM), passed as --tls-key
 
     def __post_init__(self):
         problems = check(self, addresses=False)
@@ -92,6 +97,8 @@ _TYPES = {
     "allowed_roots": (list, 'a list of folders, e.g. ["/mnt/projects"]'),
     "token": (str, "a text (the servers' bearer token)"),
     "tls_ca": (str, 'a text: the path of a PEM file, e.g. "/etc/mattebox/ca.pem"'),
+    "tls_cert": (str, 'a text: the path of a PEM file, e.g. "/etc/mattebox/client.pem"'),
+    "tls_key": (str, 'a text: the path of a PEM file, e.g. "/etc/mattebox/client.key"'),
 }
 
 
@@ -111,6 +118,9 @@ def check(cfg: Config, addresses: bool = True) -> list:
             ok = all(isinstance(v, str) and v.strip() for v in value)
         if not ok:
             problems.append(f"{name!r} is {json.dumps(value)}, it must be {want}")
+    if not problems and bool(cfg.tls_cert) != bool(cfg.tls_key):
+        problems.append("'tls_cert' and 'tls_key' go together: give both (the client certificate and its key) "
+                        "or neither")
     if addresses and not problems:
         for name, values in (("server", [cfg.server] if not cfg.servers else []), ("servers", cfg.servers)):
             bad = [v for v in values if not _host_port(v)]
