@@ -1,9 +1,11 @@
-"""The Blender extension in real Blender 5.0 (bpy 5.0.1 in .venv-blender, see blender_env.py).
+"""The Blender extension in real Blender: 4.2 LTS, 4.5 LTS and 5.0 (bpy 4.2.23, 4.5.15 and 5.0.1, each in
+its own .venv-blender-<release>, see blender_env.py). Every test that runs Blender runs once per release
+(ids [blender-4.2], [blender-4.5], [blender-5.0]); the zip's own tests run once.
 
-One bpy process (tests/blender/session.py) installs the zip built by `mattebox plugin blender --zip`
-into Blender user folders under tmp_path, sets the preferences, loads a generated EXR shot and mattes
-it against the live test server; the tests here check what it reported, the commands it ran and the
-files it wrote, against the models run directly in this process.
+One bpy process per release (tests/blender/session.py) installs the zip built by `mattebox plugin
+blender --zip` into Blender user folders under tmp_path, sets the preferences, loads a generated EXR
+shot and mattes it against the live test server; the tests here check what it reported, the commands
+it ran and the files it wrote, against the models run directly in this process.
 
 The shot is scene-linear Rec.709 (what Blender takes a float EXR to be); the references are the models
 run on its pixels as linear Rec.709.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 import os
 import signal
 import socket
@@ -22,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_env import MATTEBOX, bpy_python, run_in_blender  # noqa: F401 - bpy_python is a fixture
+import blender_env
+from blender_env import MATTEBOX, RELEASES, bpy_python, release_of, run_in_blender  # noqa: F401 - a fixture
 from conftest import W, H, write_pixels
 from host_files import acescg_exr, rgba_roto_exr, rgba_trimap_png
 from models import colour, images
@@ -202,12 +206,52 @@ def test_install_with_a_blender_that_is_not_there_says_so(tmp_path):
         cli.main(["plugin", "blender", "--install", "--blender", str(tmp_path / "blender")])
 
 
+# -- the environments -----------------------------------------------------------------------------------
+
+
+def test_each_release_has_its_own_environment_at_the_root():
+    assert RELEASES == {"4.2": "4.2.23", "4.5": "4.5.15", "5.0": "5.0.1"}
+    names = [blender_env.venv(r).name for r in RELEASES]
+    assert names == [".venv-blender-4.2", ".venv-blender-4.5", ".venv-blender-5.0"]
+    assert all(blender_env.venv(r).parent == plugin_blender.ROOT for r in RELEASES)
+    assert release_of(blender_env.python_of("4.5")) == "4.5"
+
+
+def test_without_python311_the_release_is_skipped_saying_why(monkeypatch, tmp_path):
+    """No Python 3.11 here (running on another Python, and none on PATH, or only a pyenv shim of a
+    version that is not installed): a skip naming the release and what to install, nothing built."""
+    monkeypatch.setattr(blender_env.sys, "version_info", (3, 12, 0))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert blender_env.python311() is None
+    shim = tmp_path / "python3.11"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.11: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    assert blender_env.python311() is None
+    monkeypatch.setattr(blender_env, "ROOT", tmp_path)
+    monkeypatch.setitem(RELEASES, "9.9", "9.9.0")
+    with pytest.raises(pytest.skip.Exception, match=r"Blender 9\.9 tests need Python 3\.11 .*install it"):
+        blender_env.build("9.9")
+    assert not blender_env.venv("9.9").exists()
+
+
+def test_a_python311_on_path_is_used_when_the_tests_run_on_another(monkeypatch, tmp_path):
+    monkeypatch.setattr(blender_env.sys, "version_info", (3, 12, 0))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (tmp_path / "python3.11").symlink_to(sys.executable)  # this interpreter is a 3.11
+    assert blender_env.python311() == str(tmp_path / "python3.11")
+
+
 # -- in Blender ---------------------------------------------------------------------------------------
 
 
 def test_session_ran_to_the_end(session):
     crashed = session[0]["crashed"]
     assert not crashed, "\n".join(f"{phase}:\n{trace}" for phase, trace in crashed.items())
+
+
+def test_session_ran_in_the_release_of_its_environment(session, bpy_python):
+    release = release_of(bpy_python)
+    assert session[0]["blender"] == [int(n) for n in RELEASES[release].split(".")]
 
 
 def test_installs_into_the_given_user_folders_and_reads_the_settings_file(session):
