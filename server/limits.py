@@ -172,6 +172,37 @@ class Trimmer:
                 self.trims += 1
 
 
+class _Readers:
+    """Daemon threads that read client streams for within(), kept for reuse: starting a thread per
+    MatteStream call cost about as much as moving a small frame. At most as many as were ever busy
+    at once (the held calls, bounded by Limits)."""
+
+    def __init__(self):
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def run(self, fn) -> None:
+        with self._lock:
+            spawn = not self._idle
+            if not spawn:
+                self._idle -= 1
+        self._tasks.put(fn)
+        if spawn:
+            threading.Thread(target=self._work, name="stream-reader", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            fn = self._tasks.get()
+            try:
+                fn()
+            except BaseException:  # noqa: BLE001 - fn hands its own errors over; the thread lives on
+                pass
+            fn = None
+            with self._lock:
+                self._idle += 1
+
+
 class Limits:
     """The server's limits and what is held against them (see the module docstring)."""
 
@@ -187,6 +218,7 @@ class Limits:
         self._total = 0
         self._lock = threading.Lock()
         self.trimmer = Trimmer(lambda: self._total > 0)
+        self._readers = _Readers()
 
     @staticmethod
     def check(threads: int, peer_calls: int, peer_jobs: int, peer_watches: int, stream_idle_s: float,
@@ -241,7 +273,7 @@ class Limits:
         """The messages of a client stream, each (the first too) within `stream_idle_s` of the one
         before; raises RequestError(DEADLINE_EXCEEDED) when one does not come in time. gRPC's request
         iterator blocks without a timeout, so it is read on a helper thread, at most one message
-        ahead; the thread ends with the call (a finished call ends its request iterator)."""
+        ahead; the helper is free again when the call ends (a finished call ends its request iterator)."""
         box: queue.Queue = queue.Queue(maxsize=1)
         done = threading.Event()
 
@@ -263,7 +295,7 @@ class Limits:
             except BaseException as err:  # the call was cancelled: handed to the handler as it is
                 put((False, err))
 
-        threading.Thread(target=read, name="stream-reader", daemon=True).start()
+        self._readers.run(read)
         try:
             while True:
                 try:

@@ -1,4 +1,4 @@
-"""`mattebox bench transport|models|align|foreground|cli`: benchmarks that print figures (never timed tests)."""
+"""`mattebox bench transport|models|align|foreground|cli|load`: benchmarks that print figures (never timed tests)."""
 from __future__ import annotations
 
 import argparse
@@ -6,20 +6,28 @@ import importlib
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("transport", "models", "align", "foreground", "cli"),
+    p.add_argument("what", choices=("transport", "models", "align", "foreground", "cli", "load"),
                    help="transport: 4K frame through the real server by every transport; "
                         "models: ms per frame of every model at 512x512 and 1920x1080; "
                         "align: SAD of plate models with a true, a hand-held and an aligned plate; "
                         "foreground: error of the unmixed foreground composited over a new background; "
-                        "cli: wall time of the mattebox command a host plugin runs")
-    p.add_argument("--size", default="", help="transport: frame size WxH (default 3840x2160)")
+                        "cli: wall time of the mattebox command a host plugin runs; "
+                        "load: many clients at once by every transport, results checked, overload refusals, RSS")
+    p.add_argument("--size", default="", help="transport: frame size WxH (default 3840x2160); load: 256x256")
     p.add_argument("--sizes", default="512x512,1920x1080", help="models: comma-separated WxH sizes")
     p.add_argument("--models", default="",
                    help="models, align, foreground: comma-separated names (default: models all but null; "
-                        "align difference,bgm; foreground bgm,difference,closed_form,lightweight)")
+                        "align difference,bgm; foreground bgm,difference,closed_form,lightweight; "
+                        "load null,difference)")
     p.add_argument("--repeat", type=int, default=0,
                    help="timed runs after a warm-up (default: transport 7; models 3, or 1 for a model slower than 5 s)")
-    p.add_argument("--server", default="", help="transport, cli: measure this running server instead of starting one")
+    p.add_argument("--server", default="",
+                   help="transport, cli, load: measure this running server instead of starting one")
+    p.add_argument("--clients", type=int, default=8, help="load: clients at once, each its own channel (default 8)")
+    p.add_argument("--frames", type=int, default=20, help="load: frames each client sends (default 20)")
+    p.add_argument("--overload", type=int, default=32,
+                   help="load: clients at once in the overload on the null model (default 32; 0: none)")
+    p.add_argument("--transports", default="", help="load: comma-separated of unary,stream,shm (default all)")
     p.add_argument("--max-side", type=int, default=400, metavar="N",
                    help="align, foreground: shrink the validation composites to at most N px (default 400)")
     p.add_argument("--per-fg", type=int, default=2, metavar="K",

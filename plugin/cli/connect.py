@@ -31,9 +31,9 @@ def add_server_arguments(p: argparse.ArgumentParser, server_help: str = "") -> N
 
 
 def connection(args: argparse.Namespace) -> dict:
-    """The Client keyword arguments (token and TLS) that add_server_arguments' options give."""
-    return dict(token=getattr(args, "token", ""), tls_ca=getattr(args, "tls_ca", ""),
-                tls_cert=getattr(args, "tls_cert", ""), tls_key=getattr(args, "tls_key", ""))
+    """The Client keyword arguments (token and TLS) that add_server_arguments' options give (those set)."""
+    given = {k: getattr(args, k, "") for k in ("token", "tls_ca", "tls_cert", "tls_key")}
+    return {k: v for k, v in given.items() if v}
 
 
 @contextlib.contextmanager
