@@ -211,6 +211,50 @@ def test_stream_that_stops_sending_is_ended(make_server, good):
         good(c)
 
 
+def test_all_peers_together_leave_the_reserve_free(make_server, good):
+    """With --threads 12 (8 kept for the quick calls), a fifth long call is refused whoever sends it,
+    and listing still answers; health Watch streams have their own per-peer share."""
+    srv = make_server(threads=12)
+    with Client(srv.address) as c:
+        c.models(timeout=60)
+        stub = rpc.MattingStub(c.channel)
+        stalled = [Stalled(stub, SMALL) for _ in range(6)]
+        try:
+            wait_until(lambda: len(refused(stalled)) == 2, 5, "long calls past threads - reserve were not refused")
+            for s in refused(stalled):
+                assert "--threads 12" in s.call.details() and "health, listing and cancel" in s.call.details()
+            answers(c)
+        finally:
+            for s in stalled:
+                s.stop()
+        wait_until(lambda: srv.limits.in_flight() == 0, 5, "the cancelled streams still count")
+
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        health = health_pb2_grpc.HealthStub(c.channel)
+        watches = [health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(6)]
+        try:
+            wait_until(lambda: sum(w.done() for w in watches) == 2, 5, "watches past the peer's share were not refused")
+            for w in watches:
+                if w.done():
+                    assert w.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "--peer-watches" in w.details()
+            answers(c)
+        finally:
+            for w in watches:
+                w.cancel()
+        wait_until(lambda: srv.limits.in_flight() == 0, 5, "the cancelled watches still count")
+        good(c)
+
+
+def test_limits_are_checked_at_start():
+    from server.app import ConfigError, ServerConfig, start
+
+    for bad, says in (({"threads": 8}, "--threads 8"), ({"peer_calls": 0}, "--peer-calls 0"),
+                      ({"stream_idle_s": 0}, "--stream-idle-s"), ({"stream_memory_mb": 0}, "--stream-memory-mb")):
+        with pytest.raises(ConfigError, match=says):
+            start(ServerConfig(port=0, **bad))
+
+
 # -- defect 6: memory amplification ---------------------------------------------------------------------
 
 
