@@ -179,7 +179,8 @@ class Job:
         inputs = files.read(frame, self.check)
         if inputs.notes and not self.noted:
             self.noted = True
-            log.warning("job %s frame %d: %s (said once per job)", self.id, frame, "; ".join(inputs.notes))
+            event.notice = f"frame {frame}: {'; '.join(inputs.notes)} (said once per job)"
+            log.warning("job %s %s", self.id, event.notice)
         got = self.server.matte(r.model, Inputs(inputs.arrays, inputs.spaces, self.options), None,
                                 wait=lambda: not self.cancel.is_set())
         files.write(frame, got.alpha, got.foreground, inputs.window, self.check)

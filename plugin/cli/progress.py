@@ -93,6 +93,8 @@ def follow_job(events, progress: Progress):
             progress.start(ev.started.job_id, ev.started.frames)
         elif kind == "done":
             d = ev.done
+            if d.notice:
+                progress.notice(d.notice)
             progress.frame(d.frame, d.output, d.seconds, d.foreground, d.skipped,
                            d.alignment if d.HasField("alignment") else None)
         elif kind == "error":
