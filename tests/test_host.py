@@ -146,7 +146,8 @@ def test_token_and_server_list_reach_real_servers(server, make_server, tmp_path)
     cfg = config.Config(client=MATTEBOX, server=guarded.address, token="s3cret")
     assert "difference" in [m["name"] for m in client.models(cfg)]
     src, plate = write_shot(tmp_path, 2)
-    both = config.Config(client=MATTEBOX, server="127.0.0.1:1", servers=[server.address, make_server().address])
+    named = make_server().address.replace("127.0.0.1", "localhost")  # studio servers are named, not numbered
+    both = config.Config(client=MATTEBOX, server="127.0.0.1:1", servers=[server.address, named])
     assert client.reachable(both.address()) and client.ensure_server(both) is None
     job = client.Job(both, ["matte", "--model", "difference", "--input", src, "--background", plate,
                             "--output", str(tmp_path / "alpha.####.exr")])  # round-robin over two servers

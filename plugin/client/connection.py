@@ -37,6 +37,18 @@ class Result:
     alignment: pb.Alignment | None = None
 
 
+def _ipv4(address: str) -> str:
+    """"gpu1:50051" -> "10.0.0.5:50051": gRPC's ipv4: list (round-robin) takes addresses, not names.
+    Raises ValueError naming the server that cannot be resolved."""
+    import socket
+
+    host, _, port = address.strip().rpartition(":")
+    try:
+        return f"{socket.gethostbyname(host)}:{port}"
+    except OSError as err:
+        raise ValueError(f"server {address.strip()!r}: cannot resolve {host!r} ({err}); check the server list") from None
+
+
 def _alignment(reply) -> pb.Alignment | None:
     return reply.alignment if reply.HasField("alignment") else None
 
@@ -57,7 +69,7 @@ class Client:
         options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
         target = address
         if "," in address:
-            target = "ipv4:" + address
+            target = "ipv4:" + ",".join(_ipv4(a) for a in address.split(","))
             options += [("grpc.service_config", json.dumps({
                 "loadBalancingConfig": [{"round_robin": {}}],
                 "healthCheckConfig": {"serviceName": ""}}))]
