@@ -35,6 +35,9 @@ def trimap_levels(trimap: np.ndarray) -> np.ndarray:
 
 #: thresholds of trimap_levels, in [0, 1]: below LOW background, above HIGH foreground, else unknown
 LOW, HIGH = 0.25, 0.75
+#: how far a float trimap value may be from a level and still be that level: one 8-bit step (and a
+#: half-float rounding of it)
+_FLOAT_STEP = 1.0 / 255 + 1e-3
 #: per integer dtype, the values that are exactly a level: 0, the unknown level (127 or 128 in 8 bit:
 #: tools write 0.5 either way), the maximum
 _EXACT = {np.dtype(np.uint8): np.isin(np.arange(256), (0, 127, 128, 255)),
@@ -43,12 +46,14 @@ _EXACT = {np.dtype(np.uint8): np.isin(np.arange(256), (0, 127, 128, 255)),
 
 def off_levels(trimap: np.ndarray) -> int:
     """How many pixels of a (H, W) trimap are not exactly background, unknown or foreground: not 0,
-    127/128, 255 in 8 bit (0, 32767/32768, 65535 in 16 bit), not 0, 0.5, 1 in float. trimap_levels
-    snaps them to the nearest level; an antialiased roto has them along its edges."""
+    127/128, 255 in 8 bit (0, 32767/32768, 65535 in 16 bit), not 0, 0.5, 1 in float (within one 8-bit
+    step: an 8-bit trimap saved as EXR holds 128/255). trimap_levels snaps them to the nearest level; an
+    antialiased roto has them along its edges."""
     if trimap.dtype in _EXACT:
         return int(trimap.size - np.count_nonzero(_EXACT[trimap.dtype][trimap]))
     t = trimap.astype(np.float32, copy=False)
-    return int(np.count_nonzero((t != 0.0) & (t != 0.5) & (t != 1.0)))
+    off = np.minimum(np.minimum(np.abs(t), np.abs(t - 0.5)), np.abs(t - 1.0))
+    return int(np.count_nonzero(off > _FLOAT_STEP))
 
 
 def trimap_note(trimap: np.ndarray, name: str) -> str:

@@ -436,3 +436,11 @@ def test_trimap_values_between_the_levels_are_snapped_and_said(client, server, s
         assert r.returncode == 0, r.stdout + r.stderr
         notices = [e["message"] for e in events_of(r) if e["event"] == "notice"]
         assert len(notices) == 1 and "snapped" in notices[0] and "soft.0001.png" in notices[0], events_of(r)
+
+
+def test_an_8_bit_trimap_saved_as_float_is_on_its_levels():
+    """0 / 128 / 255 written to an EXR (half float 0, 0.502, 1) is a trimap of exact levels, not one to
+    snap and warn about; 0.3 is between levels."""
+    saved = np.array([[0.0, 128 / 255, 127 / 255, 1.0]], np.float16)
+    assert pixels.off_levels(saved) == 0
+    assert pixels.off_levels(np.array([[0.0, 0.3, 0.5]], np.float32)) == 1
