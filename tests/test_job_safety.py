@@ -35,6 +35,7 @@ import pytest
 
 from conftest import job_events, write_pixels
 from models import images, pixels, sequence
+from plugin.cli import connect
 from plugin.client.connection import Client
 from server import finetune as server_finetune
 from server.api import pb
@@ -63,25 +64,12 @@ def events_of(r: subprocess.CompletedProcess) -> list[dict]:
 
 @contextlib.contextmanager
 def serve(*roots: Path, limit_bytes: int = 0):
-    """`mattebox serve` in its own process, allowed `roots`; yields (address, process)."""
-    ready = roots[0] / f"ready-{time.monotonic_ns()}.json"
+    """`mattebox serve` in its own process, allowed `roots`; yields (address, process), its stderr a
+    pipe (what a dead server said)."""
     allow = [a for root in roots for a in ("--allow-root", str(root))]
-    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0", "--ready-file",
-                             str(ready), *allow], stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_file_limit(limit_bytes) if limit_bytes else None)
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        yield json.loads(ready.read_text())["address"], proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with connect.server_process(*allow, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_file_limit(limit_bytes) if limit_bytes else None) as info:
+        yield info["address"], info["process"]
 
 
 @contextlib.contextmanager

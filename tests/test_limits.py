@@ -6,10 +6,8 @@ good frame at the end."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
-import sys
 import threading
 import time
 
@@ -19,6 +17,7 @@ import pytest
 from conftest import encode_srgb, write_pixels
 
 from models.registry import Registry
+from plugin.cli import connect
 from plugin.client.connection import Client
 from server.api import pb, rpc
 from server.limits import QUIET_S
@@ -260,22 +259,11 @@ def test_limits_are_checked_at_start():
 
 @contextlib.contextmanager
 def server_process(*extra: str):
-    """`mattebox serve` in its own process (so its RSS is its own): yields (address, pid)."""
-    ready = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"mattebox-limits-{os.getpid()}-{time.monotonic_ns()}.json")
-    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0", "--ready-file", ready,
-                             *extra], stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: os.path.exists(ready) or proc.poll() is not None, 60, "the server did not start")
-        assert proc.poll() is None, f"the server exited with {proc.returncode}"
-        with open(ready) as f:
-            info = json.load(f)
+    """`mattebox serve` in its own process (so its RSS is its own): yields (address, pid); fails the
+    test when the server died before the end."""
+    with connect.server_process(*extra, stderr=subprocess.DEVNULL) as info:
         yield info["address"], info["pid"]
-        assert proc.poll() is None, "the server died"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(ready)
+        assert info["process"].poll() is None, "the server died"
 
 
 def rss_mib(pid: int) -> float:

@@ -7,12 +7,10 @@ What the server holds of a region is read from /proc/<server pid>/{fd,maps}; Lin
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import encode_srgb
 
+from plugin.cli import connect
 from plugin.client.connection import Client
 from plugin.client.shm import SharedRegion, layout
 from server.api import codec, pb, rpc
@@ -47,24 +46,8 @@ class Served:
 @contextlib.contextmanager
 def serve(**env: str):
     """`mattebox serve --port 0` in its own process, with `env` added to its environment."""
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = os.path.join(tmp, "ready.json")
-        proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0",
-                                 "--ready-file", ready], cwd=ROOT, env={**os.environ, **env})
-        try:
-            deadline = time.monotonic() + 60
-            while not os.path.exists(ready):
-                assert proc.poll() is None, f"the server exited at start-up ({proc.returncode})"
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.02)
-            info = json.loads(Path(ready).read_text())
-            yield Served(proc, info["address"], info["pid"])
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with connect.server_process(cwd=ROOT, env={**os.environ, **env}) as info:
+        yield Served(info["process"], info["address"], info["pid"])
 
 
 @pytest.fixture(scope="module")

@@ -45,12 +45,14 @@ def spawn_server(*extra: str, timeout: float = 60.0) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def server_process(*extra: str, timeout: float = 60.0) -> Iterator[dict]:
-    """As spawn_server, yielding {"address": ..., "pid": ...} (the server's own process, e.g. for its RSS)."""
+def server_process(*extra: str, timeout: float = 60.0, **popen) -> Iterator[dict]:
+    """As spawn_server, yielding {"address": ..., "pid": ..., "process": the subprocess.Popen} (the
+    server's own process, e.g. for its RSS). popen: more subprocess.Popen arguments (env, stderr, ...)."""
     with tempfile.TemporaryDirectory(prefix="mattebox-") as tmp:
         ready = os.path.join(tmp, "ready.json")
+        popen.setdefault("stdout", sys.stderr)
         proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0",
-                                 "--ready-file", ready, *extra], stdout=sys.stderr)
+                                 "--ready-file", ready, *extra], **popen)
         try:
             deadline = time.monotonic() + timeout
             while not os.path.exists(ready):
@@ -60,7 +62,7 @@ def server_process(*extra: str, timeout: float = 60.0) -> Iterator[dict]:
                     raise RuntimeError(f"the matting server did not start within {timeout:.0f} s")
                 time.sleep(0.05)
             with open(ready) as f:
-                yield json.load(f)
+                yield {**json.load(f), "process": proc}
         finally:
             proc.terminate()
             try:
