@@ -64,6 +64,12 @@ def test_token_without_tls_off_loopback_is_refused_unless_insecure_token(cert, c
         reply = _listing(f"127.0.0.1:{running.address.rsplit(':', 1)[1]}", "t0k")
         assert "closed_form" in [m.name for m in reply.models]
         assert [w for w in reply.warnings if "without TLS" in w and "--insecure-token" in w], reply.warnings
+        # and `mattebox models` says it, on stderr: --json's stdout stays the list hosts parse
+        r = subprocess.run([sys.executable, "-m", "plugin.cli.main", "models", "--json", "--server",
+                            f"127.0.0.1:{running.address.rsplit(':', 1)[1]}"], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "MATTEBOX_TOKEN": "t0k"})
+        assert r.returncode == 0 and "closed_form" in [m["name"] for m in json.loads(r.stdout)], r.stderr
+        assert "WARNING" in r.stderr and "without TLS" in r.stderr, r.stderr
     finally:
         running.stop()
     # with TLS, and on loopback without it, the same token is served with nothing to warn about

@@ -21,9 +21,12 @@ def rows(args: argparse.Namespace) -> list[dict]:
         from server.api import INPUT_NAMES
 
         with Client(args.server, **connection(args)) as c:
+            reply = c.listing()
+            for warning in reply.warnings:  # stderr: --json's stdout stays the list hosts parse
+                print(f"mattebox models: WARNING from {args.server}: {warning}", file=sys.stderr)
             return [dict(name=m.name, description=m.description, inputs=[INPUT_NAMES[i] for i in m.inputs],
                          params=m.params, gflops_512=m.gflops_512, weights=m.weights_ready, device=m.device)
-                    for m in c.models()]
+                    for m in reply.models]
     from models.registry import Registry
 
     return [dict(name=i.name, description=i.description, inputs=list(i.inputs), params=i.params,

@@ -97,7 +97,12 @@ class Client:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
     def models(self, timeout: float | None = 30.0) -> list[pb.ModelInfo]:
-        return list(self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self.metadata).models)
+        return list(self.listing(timeout).models)
+
+    def listing(self, timeout: float | None = 30.0) -> pb.ListModelsResponse:
+        """The server's whole ListModels answer: models, version and the operator warnings it sends
+        every client (e.g. a token accepted without TLS)."""
+        return self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self.metadata)
 
     # -- one frame ---------------------------------------------------------------------------------
     # image: (H, W, 3); trimap: (H, W) uint8 0/128/255; background: like image; colour_space: the
