@@ -89,6 +89,19 @@ def frames_on_disk(pattern: str) -> list[int]:
     return sorted(int(f.group(1)) for f in found if f)
 
 
+def held_back(mattes: str, train, frames: tuple[int, int] | None = None) -> list[int]:
+    """The frames a fine-tune holds back when none are named: of the matte files of `mattes` on disk
+    (within frames = (first, last) when given) that are not trained on, the first and the last, both
+    ends of the shot; [] for a pattern without a frame token or when there are none."""
+    if not has_frame_token(mattes):
+        return []
+    found = frames_on_disk(mattes)
+    if frames is not None:
+        found = [f for f in found if frames[0] <= f <= frames[1]]
+    others = [f for f in found if f not in set(train)]
+    return sorted({others[0], others[-1]}) if others else []
+
+
 def parse_range(text: str) -> tuple[int, int]:
     """"A-B" or "A" -> (first, last). Negative frames are written "-5--1"."""
     m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text)

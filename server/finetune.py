@@ -39,7 +39,7 @@ def command(r: pb.FinetuneRequest, roots: AllowedRoots, run_dir: str) -> list[st
         for pattern in filter(None, paths.values()):
             sequence.check_pattern(pattern)
             roots.check(sequence.frame_path(pattern, train[0]))  # the folders, before listing one
-        held = list(r.held_frames) or held_back(r.mattes, train)
+        held = list(r.held_frames) or sequence.held_back(r.mattes, train)
         for frame in dict.fromkeys(train + held):
             for pattern in filter(None, paths.values()):
                 roots.check(sequence.frame_path(pattern, frame))
@@ -59,15 +59,6 @@ def command(r: pb.FinetuneRequest, roots: AllowedRoots, run_dir: str) -> list[st
     if r.matte_channel:
         cmd += ["--matte-channel", r.matte_channel]
     return cmd
-
-
-def held_back(mattes: str, train: list[int]) -> list[int]:
-    """The frames `mattebox finetune` holds back when none are named: of the mattes on disk that are not
-    trained on, the first and the last (plugin/cli/finetune.py held_frames, without --frames)."""
-    if not sequence.has_frame_token(mattes):
-        return []
-    others = [f for f in sequence.frames_on_disk(mattes) if f not in train]
-    return sorted({others[0], others[-1]}) if others else []
 
 
 def events(r: pb.FinetuneRequest, roots: AllowedRoots, context) -> Iterator[pb.FinetuneEvent]:

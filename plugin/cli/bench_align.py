@@ -28,7 +28,7 @@ import numpy as np
 from models import align, metrics
 from models.base import Sample
 from models.registry import Registry
-from plugin.cli.evaluate import SHARED
+from plugin.cli.evaluate import EVAL_BACKGROUNDS, SHARED
 from training.benchmark.composites import Composite, ValidationSet, held_out_names
 from training.data.plate import PlatePerturb, perturb_plate
 
@@ -39,9 +39,8 @@ GOAL = 1.1
 def validation(args: argparse.Namespace) -> ValidationSet:
     """The held-out composites of `mattebox eval --suite`, at --per-fg, --seed and --max-side."""
     data = Path(SHARED) / "alphamatting"
-    backgrounds = (Path(SHARED) / "backgrounds" / "kodak", Path(SHARED) / "backgrounds" / "bsds500" / "val")
-    return ValidationSet(data, held_out_names(data), backgrounds, per_fg=args.per_fg, seed=args.seed,
-                         max_side=args.max_side)
+    return ValidationSet(data, held_out_names(data), tuple(map(Path, EVAL_BACKGROUNDS)), per_fg=args.per_fg,
+                         seed=args.seed, max_side=args.max_side)
 
 
 def rng_for(c: Composite, seed: int) -> np.random.Generator:

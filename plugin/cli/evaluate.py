@@ -19,6 +19,8 @@ KEYS = ("sad", "mse", "grad", "conn")
 
 
 SHARED = os.path.join("..", "shared", "data")
+#: background photos of the held-out evaluation composites, never used in training
+EVAL_BACKGROUNDS = (os.path.join(SHARED, "backgrounds", "kodak"), os.path.join(SHARED, "backgrounds", "bsds500", "val"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                       "(default: the 4 that `mattebox train` holds out)")
     s.add_argument("--backgrounds", action="append", metavar="DIR",
                    help="background photos, searched recursively; repeatable (default: "
-                        f"{os.path.join(SHARED, 'backgrounds', 'kodak')} and "
-                        f"{os.path.join(SHARED, 'backgrounds', 'bsds500', 'val')}, not used in training)")
+                        f"{' and '.join(EVAL_BACKGROUNDS)}, not used in training)")
     s.add_argument("--per-fg", type=int, default=5, help="backgrounds per foreground (default 5)")
     s.add_argument("--seed", type=int, default=0, help="seed of the background choice, crops and plates")
     s.add_argument("--trimap-set", default="trimap1", choices=("trimap1", "trimap2"),
@@ -107,8 +108,7 @@ def run_suite(args: argparse.Namespace) -> int:
     from training.benchmark.suite import SuiteConfig
     from training.benchmark.suite import run as run_benchmark
 
-    backgrounds = args.backgrounds or [os.path.join(SHARED, "backgrounds", "kodak"),
-                                       os.path.join(SHARED, "backgrounds", "bsds500", "val")]
+    backgrounds = args.backgrounds or EVAL_BACKGROUNDS
     try:
         data = Path(args.data)
         names = held_out_names(data, [n for n in args.val_names.split(",") if n] or None)

@@ -46,14 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def held_frames(args: argparse.Namespace, train: list[int]) -> list[int]:
     if args.held_frames:
         return [int(f) for f in args.held_frames.split(",")]
-    if not sequence.has_frame_token(args.mattes):
-        return []
-    found = sequence.frames_on_disk(args.mattes)
-    if args.frames:
-        first, last = sequence.parse_range(args.frames)
-        found = [f for f in found if first <= f <= last]
-    others = [f for f in found if f not in train]
-    return sorted({others[0], others[-1]}) if others else []  # the first and last: both ends of the shot
+    return sequence.held_back(args.mattes, train, sequence.parse_range(args.frames) if args.frames else None)
 
 
 def run_remote(args: argparse.Namespace, train: list[int]) -> int:
