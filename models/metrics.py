@@ -17,6 +17,19 @@ Conventions:
 
 These are trimap-region numbers; they are not comparable with the whole-image MAD/MSE x 1e3 that
 video-matting papers report.
+
+Temporal stability (`dtssd`) follows instead the video-matting convention of
+RobustVideoMatting's evaluation (Lin et al., WACV 2022; its evaluation/evaluate_lr.py), whole frames,
+alpha in [0, 1]:
+
+    dtSSD_t = 100 * sqrt( sum over the N pixels of ((pred_t - pred_t-1) - (true_t - true_t-1))^2 / N )
+
+one figure per pair of consecutive frames (t-1, t); a sequence's figure is their mean. A matte that
+flickers where the ground truth holds still, or holds still where it moves, scores high; a matte that
+is wrong by the same amount in every frame scores 0 (SAD shows that one). RVM reads 8-bit PNGs, so
+mattes are quantised to 8 bits first here too, as for the other metrics. RVM's spreadsheet also counts
+a 0 for the first frame in its per-clip mean; we average over the pairs only, so its mean over T frames
+is ours times (T - 1) / T.
 """
 from __future__ import annotations
 
@@ -55,6 +68,22 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray) -> dict[str, 
         "grad": gradient_error(p, t, unknown) / 1000,
         "conn": connectivity_error(p, t, unknown) / 1000,
     }
+
+
+def dtssd(pred_t: np.ndarray, pred_prev: np.ndarray, true_t: np.ndarray, true_prev: np.ndarray) -> float:
+    """dtSSD of one pair of consecutive frames (RVM's scale: 100 * root mean square, see above).
+
+    Each: (H, W) uint8 0..255 or float in [0, 1] (quantised to 8 bits), all of one shape; the whole
+    frame counts. Raises ValueError on shapes that differ or are not 2-D.
+    """
+    arrays = {"pred_t": pred_t, "pred_prev": pred_prev, "true_t": true_t, "true_prev": true_prev}
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    shapes = {name: a.shape for name, a in arrays.items()}
+    if len(set(shapes.values())) != 1 or arrays["pred_t"].ndim != 2 or arrays["pred_t"].size == 0:
+        raise ValueError(f"dtSSD needs four non-empty (H, W) mattes of one shape, got {shapes}")
+    p, pp, t, tp = (_to_8bit(a, name) for name, a in arrays.items())
+    d = ((p - pp) - (t - tp)) / np.float32(255)  # differences of 8-bit levels: exact in float32
+    return float(np.sqrt(np.mean(d * d, dtype=np.float32)) * np.float32(100))
 
 
 def sad(p: np.ndarray, t: np.ndarray, unknown: np.ndarray) -> float:

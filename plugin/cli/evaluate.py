@@ -1,5 +1,7 @@
 """`mattebox eval`: the four matting metrics of predicted mattes against ground truth, per frame and
-mean, on the trimap's unknown region (DIM conventions; see models/metrics.py).
+mean, on the trimap's unknown region (DIM conventions; see models/metrics.py). For a sequence (two or
+more frames) also dtSSD, the temporal stability of RobustVideoMatting's evaluation (whole frames): one
+figure per frame from the second on (the pair of it and the frame before), and their mean.
 
 `mattebox eval --suite` instead runs every model on validation composites of held-out photographs
 and writes a report (training/benchmark)."""
@@ -59,15 +61,25 @@ def read_matte(path: str) -> np.ndarray:
 
 
 def evaluate_frames(pred: str, gt: str, trimap: str, first: int, last: int) -> dict[int, dict[str, float]]:
-    out = {}
+    """Frame -> the four metrics (KEYS), and "dtssd" of (f - 1, f) for every frame but the first."""
+    out, prev = {}, None
     for f in range(first, last + 1):
         tri = np.rint(read_matte(sequence.frame_path(trimap, f)) * 255).astype(np.uint8)
-        out[f] = metrics.evaluate(read_matte(sequence.frame_path(pred, f)), read_matte(sequence.frame_path(gt, f)), tri)
+        p, t = read_matte(sequence.frame_path(pred, f)), read_matte(sequence.frame_path(gt, f))
+        out[f] = metrics.evaluate(p, t, tri)
+        if prev is not None:
+            out[f]["dtssd"] = metrics.dtssd(p, prev[0], t, prev[1])
+        prev = p, t
     return out
 
 
 def mean(per_frame: dict[int, dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([m[k] for m in per_frame.values()])) for k in KEYS}
+    """The mean of each metric; "dtssd" (over the frame pairs) only for a sequence."""
+    out = {k: float(np.mean([m[k] for m in per_frame.values()])) for k in KEYS}
+    pairs = [m["dtssd"] for m in per_frame.values() if "dtssd" in m]
+    if pairs:
+        out["dtssd"] = float(np.mean(pairs))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"frames": {str(f): m for f, m in per_frame.items()}, "mean": avg}))
         return 0
-    print(f"{'frame':>8} {'SAD/1e3':>9} {'MSE':>9} {'Grad/1e3':>9} {'Conn/1e3':>9}")
+    temporal = "dtssd" in avg
+    print(f"{'frame':>8} {'SAD/1e3':>9} {'MSE':>9} {'Grad/1e3':>9} {'Conn/1e3':>9}" + (f" {'dtSSD':>9}" if temporal else ""))
     for f, m in list(per_frame.items()) + [("mean", avg)]:
-        print(f"{f:>8} {m['sad']:>9.3f} {m['mse']:>9.5f} {m['grad']:>9.3f} {m['conn']:>9.3f}")
+        row = f"{f:>8} {m['sad']:>9.3f} {m['mse']:>9.5f} {m['grad']:>9.3f} {m['conn']:>9.3f}"
+        if temporal:
+            row += f" {m['dtssd']:>9.3f}" if "dtssd" in m else f" {'-':>9}"
+        print(row)
     return 0
 
 
