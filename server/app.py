@@ -1,5 +1,5 @@
-"""Building and running the server: bind, TLS, token, admission limits, health checking, reflection,
-graceful stop."""
+"""Building and running the server: bind, TLS, token, admission limits, health checking (per model),
+reflection, devices, the metrics endpoint, graceful stop."""
 from __future__ import annotations
 
 import logging
@@ -15,11 +15,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from models.registry import Registry
+from server import exposition
 from server.api import SERVICE, rpc
 from server.auth import TokenInterceptor, is_loopback
 from server.limits import (PEER_CALLS, PEER_JOBS, PEER_WATCHES, STREAM_IDLE_S, STREAM_MEMORY_MB, THREADS, Admission,
                            Limits, bound_arenas)
 from server.paths import AllowedRoots
+from server.readiness import Readiness
 from server.scheduler import QUEUE_SIZE, Scheduler
 from server.servicer import Matting
 
@@ -45,6 +47,10 @@ class ServerConfig:
     stream_memory_mb: int = STREAM_MEMORY_MB  # bytes all MatteStream calls together may hold
     max_message_mb: int = 512
     grace_s: float = 30.0
+    devices: list[str] = field(default_factory=list)  # "cpu" / "cuda:N"; empty: every visible GPU, else the CPU
+    metrics_port: int = 0  # Prometheus text at http://metrics_host:metrics_port/metrics; 0: off
+    metrics_host: str = ""  # empty: the server's host
+    insecure_metrics: bool = False  # serve the (unauthenticated) metrics off loopback
 
 
 class ConfigError(ValueError):
@@ -62,14 +68,20 @@ class Running:
     health: health.HealthServicer
     grace_s: float
     limits: Limits | None = None
+    readiness: Readiness | None = None
+    metrics: exposition.Endpoint | None = None
 
     def stop(self) -> None:
         """Refuse new calls, stop jobs after their frame in flight, let calls finish, stop workers."""
+        if self.readiness:
+            self.readiness.close()
         self.health.enter_graceful_shutdown()
         self.servicer.shutdown()
         self.grpc_server.stop(self.grace_s).wait()
         self.scheduler.close()
         self.servicer.regions.close()
+        if self.metrics:
+            self.metrics.close()
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
@@ -89,6 +101,31 @@ def warnings(cfg: ServerConfig) -> list[str]:
     return []
 
 
+def check_devices(devices: list[str]) -> None:
+    """Raises ConfigError unless every name is "cpu" or "cuda:N" of a GPU visible here, each once."""
+    if not devices:
+        return
+    import torch
+
+    visible = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    unknown = [d for d in devices if d not in visible]
+    if unknown:
+        raise ConfigError(f"--devices: {', '.join(map(repr, unknown))} not a device here; the devices visible are "
+                          f"{', '.join(visible)} (give cpu or cuda:N, comma-separated)")
+    if len(set(devices)) < len(devices):
+        raise ConfigError(f"--devices {','.join(devices)}: name each device once")
+
+
+def metrics_host(cfg: ServerConfig) -> str:
+    """Where the metrics endpoint binds; raises ConfigError for an unauthenticated one off loopback."""
+    host = cfg.metrics_host or cfg.host
+    if not is_loopback(host) and not cfg.insecure_metrics:
+        raise ConfigError(f"the metrics endpoint has no authentication: on {host} anyone who reaches port "
+                          f"{cfg.metrics_port} reads the server's models and load; give --metrics-host 127.0.0.1 "
+                          "(scrape through a local agent or a tunnel), or --insecure-metrics on a trusted network")
+    return host
+
+
 def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
     """Start serving; raises ConfigError for an unsafe or incomplete configuration."""
     if not is_loopback(cfg.host) and not cfg.token:
@@ -106,24 +143,30 @@ def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
                             cfg.stream_memory_mb)
     if problems:
         raise ConfigError("; ".join(problems))
+    check_devices(cfg.devices)
+    if cfg.metrics_port:
+        host_for_metrics = metrics_host(cfg)
     limits = Limits(cfg.threads, cfg.peer_calls, cfg.peer_jobs, cfg.peer_watches, cfg.stream_idle_s,
                     cfg.stream_memory_mb)
     bound_arenas()  # so that freed frames go back to the system (server/limits.py)
-    scheduler = Scheduler(cfg.queue_size)
-    servicer = Matting(registry or Registry(), scheduler, AllowedRoots(default_roots(cfg)), limits)
+    scheduler = Scheduler(cfg.queue_size, **({"devices": cfg.devices} if cfg.devices else {}))
+    registry = registry or Registry()
+    servicer = Matting(registry, scheduler, AllowedRoots(default_roots(cfg)), limits)
     servicer.warnings = warnings(cfg)
     for text in servicer.warnings:
         log.warning("%s", text)
     limit = cfg.max_message_mb << 20
+    checker = health.HealthServicer()
+    readiness = Readiness(registry, checker)
     # the token is checked first: a call without it is refused before it counts against any limit
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="rpc"),
-        interceptors=([TokenInterceptor(cfg.token)] if cfg.token else []) + [Admission(limits)],
+        interceptors=([TokenInterceptor(cfg.token)] if cfg.token else []) + [Admission(limits),
+                                                                              readiness.interceptor()],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                  ("grpc.so_reuseport", 0)],
     )
     rpc.add_MattingServicer_to_server(servicer, server)
-    checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     for name in ("", SERVICE):
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -138,8 +181,18 @@ def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
     else:
         port = server.add_insecure_port(bind)
     server.start()
+    readiness.start()
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    return Running(f"{host}:{port}", server, servicer, scheduler, checker, cfg.grace_s, limits)
+    running = Running(f"{host}:{port}", server, servicer, scheduler, checker, cfg.grace_s, limits, readiness)
+    if cfg.metrics_port:
+        try:
+            running.metrics = exposition.serve(host_for_metrics, cfg.metrics_port)
+        except OSError as err:
+            running.stop()
+            raise ConfigError(f"--metrics-port {cfg.metrics_port} on {host_for_metrics}: {err}") from None
+        if not is_loopback(host_for_metrics):
+            log.warning("metrics are served without authentication at %s (--insecure-metrics)", running.metrics.url)
+    return running
 
 
 def serve_forever(cfg: ServerConfig, ready=None) -> None:

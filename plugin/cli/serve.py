@@ -24,6 +24,14 @@ def queue_size(text: str) -> int:
     return n
 
 
+def device_list(text: str) -> list[str]:
+    """--devices: a comma-separated list ("cuda:0,cuda:1"); checked against this machine at start."""
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give one or more devices, comma-separated: cpu or cuda:N")
+    return names
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port; see --ready-file)")
@@ -40,7 +48,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder path-mode jobs may read and write (repeatable; default on loopback: home and temp)")
     p.add_argument("--queue-size", type=queue_size, default=QUEUE_SIZE,
                    help=f"frames that may wait per device (at least 1; default {QUEUE_SIZE})")
-    p.add_argument("--ready-file", default="", help="write {\"address\": ...} here once serving")
+    p.add_argument("--devices", type=device_list, default=[], metavar="LIST",
+                   help="devices the networks run on, one worker each, e.g. cuda:0,cuda:1 (default: every "
+                        "visible GPU, else the CPU)")
+    p.add_argument("--ready-file", default="", help="write {\"address\": ..., \"pid\": ...} here once serving "
+                                                    "(and \"metrics\": its URL with --metrics-port)")
+    m = p.add_argument_group("Prometheus metrics (off unless --metrics-port; no authentication)")
+    m.add_argument("--metrics-port", type=int, default=0, metavar="N", help="serve Prometheus text at /metrics")
+    m.add_argument("--metrics-host", default="", metavar="H",
+                   help="address of the metrics endpoint (default: --host); off loopback only with --insecure-metrics")
+    m.add_argument("--insecure-metrics", action="store_true",
+                   help="serve the metrics off loopback: anyone who reaches the port reads the models and the load")
     g = p.add_argument_group("what one client may hold (a client is an IP address; this machine is one)")
     g.add_argument("--peer-calls", type=int, default=limits.PEER_CALLS,
                    help=f"Matte, MatteStream and MatteShared calls in flight per client (default {limits.PEER_CALLS})")
@@ -63,19 +81,23 @@ def run(args: argparse.Namespace) -> int:
                        tls_client_ca=args.tls_client_ca, allow_roots=args.allow_root, queue_size=args.queue_size,
                        insecure_token=args.insecure_token, threads=args.threads, peer_calls=args.peer_calls,
                        peer_jobs=args.peer_jobs, peer_watches=args.peer_watches, stream_idle_s=args.stream_idle_s,
-                       stream_memory_mb=args.stream_memory_mb)
+                       stream_memory_mb=args.stream_memory_mb, devices=args.devices,
+                       metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                       insecure_metrics=args.insecure_metrics)
 
     def ready(running) -> None:
         roots = ", ".join(default_roots(cfg)) or "none"
         print(f"mattebox: serving on {running.address} (path-mode roots: {roots}; "
               f"{'token required' if token else 'no token'}{', TLS' if cfg.tls_cert else ''}"
               f"{', client certificates required' if cfg.tls_client_ca else ''}"
-              f"{', the token travels in clear (--insecure-token)' if running.servicer.warnings else ''})",
+              f"{', the token travels in clear (--insecure-token)' if running.servicer.warnings else ''}"
+              f"{f'; metrics at {running.metrics.url}' if running.metrics else ''})",
               file=sys.stderr, flush=True)
         if args.ready_file:
             tmp = args.ready_file + ".tmp"
             with open(tmp, "w") as f:
-                json.dump({"address": running.address, "pid": os.getpid()}, f)
+                json.dump({"address": running.address, "pid": os.getpid(),
+                           **({"metrics": running.metrics.url} if running.metrics else {})}, f)
             os.replace(tmp, args.ready_file)
 
     try:
