@@ -6,7 +6,6 @@ called lazily by the registry on first use.
 """
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,11 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from models import colour, pixels
+from models import colour, pixels, store
 
 IMAGE, TRIMAP, BACKGROUND = "image", "trimap", "background"
-#: trained weights; MATTEBOX_WEIGHTS points a studio at a shared folder (fine-tuned models appear there)
-WEIGHTS_DIR = Path(os.environ.get("MATTEBOX_WEIGHTS") or Path(__file__).resolve().parent / "weights")
 
 
 @dataclass(frozen=True)
@@ -56,12 +53,15 @@ class MattingModel(ABC):
     inputs: ClassVar[tuple[str, ...]] = (IMAGE,)
     #: "cpu": always runs on the CPU (classical solvers); "accelerator": the server's best device.
     runs_on: ClassVar[str] = "cpu"
-    #: file name under models/weights/, or None for models without learned weights
+    #: file name on the weights search path (models/store.py), or None for models without learned weights
     weights: ClassVar[str | None] = None
 
     def weights_path(self) -> Path | None:
-        """Where the trained weights are (models/weights/<file>), or None for classical models."""
-        return None if self.weights is None else WEIGHTS_DIR / self.weights
+        """Where the trained weights are (the first folder of the search path holding the file), else where
+        they would be installed; None for classical models."""
+        if self.weights is None:
+            return None
+        return store.find(self.weights) or store.folders()[0] / self.weights
 
     def weights_ready(self) -> bool:
         path = self.weights_path()

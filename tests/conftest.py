@@ -41,11 +41,11 @@ def shipped_weights_untouched():
     or fine-tunes writes into its own folder: the weights_dir fixture and $MATTEBOX_WEIGHTS)."""
     import hashlib
 
-    import models.base
+    from models import store
 
     def listing():
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(models.base.WEIGHTS_DIR.glob("*")) if p.is_file()}
+                for p in sorted(store.SHIPPED.glob("*")) if p.is_file()}
 
     before = listing()
     yield
@@ -245,10 +245,10 @@ def one_thread():
 
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
-    """An empty weights folder the registry and every model read from for this test."""
-    import models.base
-
+    """An empty weights folder, the only one on the weights search path (the shipped weights hidden) for
+    this test and the processes it starts: where the registry and every model read and install weights."""
     folder = tmp_path / "weights"
     folder.mkdir()
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", folder)
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(folder))
+    monkeypatch.setenv("MATTEBOX_SHIPPED_WEIGHTS", str(folder))
     return folder

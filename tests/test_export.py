@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import models.base
 import training.export
 from models.registry import Registry
 from plugin.cli.main import main
@@ -89,8 +88,7 @@ def test_onnx_without_its_packages_says_what_to_install(tmp_path, capsys, monkey
     assert not (tmp_path / "a.onnx").exists()
 
 
-def test_a_model_without_trained_weights_is_refused(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path)
+def test_a_model_without_trained_weights_is_refused(tmp_path, capsys, weights_dir):
     out = tmp_path / "msia.pt"
     rc, _, err = mattebox_export(capsys, "--model", "msia", "--format", "torchscript", "--out", str(out))
     assert rc == 1 and "no trained weights" in err and "mattebox train --model msia" in err

@@ -229,8 +229,8 @@ def test_nuke_node_cancel_keeps_finished_frames(comp, tmp_path):
     assert harness.messages() == []
 
 
-def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot, weights_dir, monkeypatch):
-    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights_dir))  # no bgm weights, for the server's fine-tune process too
+def test_nuke_finetune_button_runs_a_server_side_finetune(comp, shot, weights_dir):
+    # weights_dir: no bgm weights, for the server's fine-tune process too
     node = matte_node("bgm", read(shot / "src.####.exr"), plate=read(shot / "plate.exr"))
     press(node, "finetune")
     assert node["status"].value() == "connect the GT input (the finished mattes)"
@@ -270,13 +270,11 @@ def test_nuke_finetune_serves_the_new_model_and_lists_it(comp, shot, tmp_path, m
     import torch
     from safetensors.torch import save_file
 
-    import models.base
     from models.registry import Registry
 
     weights = tmp_path / "weights"
     weights.mkdir()
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", weights)
-    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights))  # the server's fine-tune process sees the same folder
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights))  # this process and the server's fine-tune process
     torch.manual_seed(0)
     save_file(Registry().model("bgm").build().state_dict(), str(weights / "bgm.safetensors"))
     running = make_server()

@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import models.base
 from models import colour, images, metrics, sequence
 from models.registry import Registry
 from plugin.client.connection import Client
@@ -132,7 +131,7 @@ def _sad(client, model, shot, frames) -> float:
 
 
 def test_finetune_bgm_improves_the_shot_and_is_served_without_restart(tmp_path, monkeypatch, make_server):
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(tmp_path / "weights"))  # the studio folder, first on the path
     # a base model: a short run on procedural composites, installed where the registry looks
     torch.manual_seed(0)
     net = Registry().model("bgm").build()
@@ -182,8 +181,7 @@ def test_finetune_as_a_server_side_job_streams_progress(tmp_path, monkeypatch, m
 
     weights = tmp_path / "weights"
     weights.mkdir()
-    monkeypatch.setattr(models.base, "WEIGHTS_DIR", weights)
-    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights))  # the server's child process sees the same folder
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(weights))  # this process and the server's child: the studio folder
     torch.manual_seed(0)
     save_file(Registry().model("bgm").build().state_dict(), str(weights / "bgm.safetensors"))
     shot, pat = _shot(tmp_path / "shot", frames=4)

@@ -4,7 +4,6 @@ into the weights folder the server watches, so every client can matte with it at
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -13,10 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-import models.base
+from models import store
 from models.catalogue import MODELS
 from models.registry import Registry
-from training import checkpoint
+from training import device
 from training.data.shot import ShotData, ShotDataset
 from training.recipes import recipe
 from training.synthetic import trimap_from_alpha
@@ -45,6 +44,7 @@ class FinetuneConfig:
     seed: int = 0
     out: str = ""              # run folder (checkpoints, curves); default runs/<name>
     base_weights: str = ""     # default: the base model's trained weights
+    device: str = "auto"       # auto | cpu | cuda | cuda:N (training/device.py)
 
 
 class HeldBack(Dataset):
@@ -79,6 +79,7 @@ def check(cfg: FinetuneConfig) -> None:
 def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
     """Fine-tune and install. Returns a summary with the held-back SAD before and after."""
     check(cfg)
+    device.resolve(cfg.device)  # a device that cannot be used is refused before any work (ValueError)
     base = Registry().model(cfg.base)
     weights = cfg.base_weights or str(base.weights_path())
     if not os.path.isfile(weights):
@@ -105,7 +106,8 @@ def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
         return waited >= cfg.patience  # stop early
 
     tcfg = TrainConfig(model=cfg.base, out=out, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed,
-                       val_every=cfg.check_every, save_every=cfg.check_every, val_items=len(held))
+                       val_every=cfg.check_every, save_every=cfg.check_every, val_items=len(held),
+                       device=cfg.device)
     trainer = Trainer(tcfg, net, recipe(cfg.base), train, held, on_step, None)
     before = trainer.validate(0)
     trainer.should_stop = validated
@@ -116,16 +118,5 @@ def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
                                               f"(frames {','.join(map(str, cfg.train_frames))})",
             "shot": cfg.input, "train_frames": cfg.train_frames, "held_frames": cfg.held_frames,
             "steps": best["step"], "held_sad_before": before["sad"], "held_sad_after": best["sad"]}
-    install(cfg.name, net, card)
+    store.install(cfg.name, net.state_dict(), card)  # weights, then the card that lists the model
     return card
-
-
-def install(name: str, net: torch.nn.Module, card: dict) -> None:
-    """Weights then card into the watched weights folder: the card appearing is what makes the
-    model visible, so a client never sees it half-written."""
-    folder = models.base.WEIGHTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_weights(str(folder / f"{name}.safetensors"), net, card)
-    tmp = folder / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2))
-    os.replace(tmp, folder / f"{name}.json")

@@ -1,14 +1,13 @@
 """`mattebox train`: train a model of the registry on composites (the Deep Image Matting rule) of
 real foregrounds (--data) or of the procedural generator, with validation, checkpoints, --resume,
-curves and contact sheets. Several processes: launch with `torchrun --nproc_per_node N`."""
+curves and contact sheets, on --device (CUDA when present: mixed precision, data loading workers). The
+weights written (and installed) are the best validation SAD's, their card naming that step beside the
+final step's figures. Several processes: launch with `torchrun --nproc_per_node N`."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import shutil
 import sys
 import time
 
@@ -33,12 +32,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=256, help="training crop size")
     p.add_argument("--lr", type=float, default=0.0, help="learning rate (default: the paper's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N; "
+                                                    "under torchrun each process takes cuda:LOCAL_RANK")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="data-loading processes (default: min(4, cores - 1) on CUDA, 0 on the CPU)")
+    p.add_argument("--fp32", action="store_true", help="train in float32 on CUDA too (default: mixed precision, "
+                                                       "bf16 where the GPU has it, else fp16 with loss scaling)")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--out", default="", help="run folder (default runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--install", action="store_true",
-                   help="copy the final weights into models/weights/ so the registry serves them")
+                   help="install the final weights and card where the registry serves them (the first folder of "
+                        "$MATTEBOX_WEIGHTS, else models/weights/; a running server picks them up)")
     p.add_argument("--data-licence", default="", help="the terms of --data and --backgrounds, recorded in the "
                                                        "weights' card (default: ours, for procedural data)")
     p.add_argument("--progress", choices=("text", "json", "openjd"), default="text")
@@ -68,19 +74,6 @@ def datasets(args: argparse.Namespace):
 
         train = DCNNPatches(train, n_images=min(len(train), 16), seed=args.seed)
     return train, val
-
-
-def hardware() -> str:
-    """What trained: the GPU's name, or the CPU's model and the threads torch used."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    name = platform.processor() or "cpu"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    return f"{name} ({torch.get_num_threads()} threads)"
 
 
 def data_card(args: argparse.Namespace, val) -> dict:
@@ -128,41 +121,51 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
+    from models import store
     from models.registry import Registry
-    from training import checkpoint
+    from training import checkpoint, device
     from training.recipes import recipe
     from training.trainer import TrainConfig, Trainer
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        dev = device.resolve(args.device)  # before any work: a device that cannot be used is said at once
+    except ValueError as err:
+        print(f"mattebox train: {err}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: one GPU per process on CUDA
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
         train, val = datasets(args)
         steps = args.steps or (max(1, round(args.epochs * len(train) / args.batch)) if args.epochs else 300)
         out = os.path.abspath(args.out or os.path.join("runs", args.model))
         cfg = TrainConfig(model=args.model, out=out, steps=steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                          val_every=args.val_every, save_every=args.save_every)
+                          val_every=args.val_every, save_every=args.save_every, device=str(dev),
+                          workers=args.workers, amp=not args.fp32)
         torch.manual_seed(args.seed)
         model = Registry().model(args.model)
         net = model.build()
         on_step, on_validate = reporter(args.progress, rank)
-        summary = Trainer(cfg, net, recipe(args.model), train, val, on_step, on_validate).run(resume=args.resume)
+        trainer = Trainer(cfg, net, recipe(args.model), train, val, on_step, on_validate)
+        summary = trainer.run(resume=args.resume)
         if rank == 0:
             weights = os.path.join(out, model.weights)
-            card = {"model": args.model, "steps": steps, "seconds": summary["seconds"], "hardware": hardware(),
-                    "data": data_card(args, val), "validation": summary["metrics"],
+            best = trainer.restore_best()  # the weights written (and installed): the best validation's
+            card = {"model": args.model, "steps": steps, "seconds": summary["seconds"], "hardware": device.name(dev),
+                    "device": summary["device"], "precision": summary["precision"],
                     "processes": dist.get_world_size() if dist.is_initialized() else 1,
-                    "weights_sha256_per_process": summary["digests"]}
+                    "data": data_card(args, val), "weights_step": best["step"] if best else steps,
+                    "validation": best or summary["metrics"],
+                    "final": {"step": steps, "loss": summary["loss"], "validation": summary["metrics"]},
+                    "weights_sha256_per_process": summary["digests"]}  # of the final step: every process agrees
             checkpoint.save_weights(weights, net, card)
             with open(os.path.splitext(weights)[0] + ".json", "w") as f:
                 json.dump(card, f, indent=2)
-            if args.install:
-                model_path = model.weights_path()
-                shutil.copyfile(weights, str(model_path) + ".tmp")
-                os.replace(str(model_path) + ".tmp", model_path)
-                shutil.copyfile(os.path.splitext(weights)[0] + ".json", model_path.with_suffix(".json"))
+            installed = store.install(args.model, weights, card) if args.install else None
             print(f"\nmattebox train: {args.model} weights {weights}"
-                  f"{' (installed in ' + str(model.weights_path()) + ')' if args.install else ''}", file=sys.stderr)
+                  f"{' (installed in ' + str(installed) + ')' if installed else ''}", file=sys.stderr)
         if dist.is_initialized():  # the others wait for rank 0's files: one leaving early can abort the group
             dist.barrier()
     except KeyboardInterrupt:
