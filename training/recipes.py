@@ -145,14 +145,14 @@ class DCNN(Recipe):
         model = Model()
         planes = []
         for src, tri in zip(batch["src"], batch["tri"]):
-            sample = Sample(image=src.permute(1, 2, 0).numpy(), trimap=tri[0].numpy())
+            sample = Sample(image=src.permute(1, 2, 0).cpu().numpy(), trimap=tri[0].cpu().numpy())
             try:
                 packed = model.pack(sample)
             except ValueError:  # a crop without both known classes: the solvers have nothing to go on,
                 t = sample.trimap[..., None]  # so their inputs are the trimap itself (0.5 unknown)
                 packed = np.concatenate([sample.image, t, t], axis=2)
             planes.append(torch.from_numpy(np.ascontiguousarray(packed, np.float32)).permute(2, 0, 1))
-        return torch.stack(planes)
+        return torch.stack(planes).to(batch["src"].device)  # solved on the CPU, back to the batch's device
 
     def loss(self, net, batch, progress):
         from training.data.patches import MARGIN, OUT
