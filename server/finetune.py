@@ -15,7 +15,7 @@ from typing import Iterator
 
 import grpc
 
-from models import sequence
+from models import devices, sequence
 from server.api import pb
 from server.frames import RequestError
 from server.jobs import MAX_FRAMES
@@ -46,7 +46,8 @@ def command(r: pb.FinetuneRequest, roots: AllowedRoots, run_dir: str) -> list[st
     except ValueError as err:
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
     cmd = [sys.executable, "-m", "plugin.cli.main", "finetune", "--model", r.base, "--name", r.name,
-           "--train-frames", ",".join(map(str, train)), "--out", run_dir, "--progress", "json"]
+           "--train-frames", ",".join(map(str, train)), "--out", run_dir, "--progress", "json",
+           "--device", devices.accelerator()]  # trains where the server runs its networks
     cmd += [a for flag, pattern in paths.items() if pattern for a in (flag, pattern)]
     if held:
         cmd += ["--held-frames", ",".join(map(str, held))]

@@ -118,5 +118,6 @@ def finetune(cfg: FinetuneConfig, on_step=None, on_validate=None) -> dict:
                                               f"(frames {','.join(map(str, cfg.train_frames))})",
             "shot": cfg.input, "train_frames": cfg.train_frames, "held_frames": cfg.held_frames,
             "steps": best["step"], "held_sad_before": before["sad"], "held_sad_after": best["sad"]}
+    card |= {"hardware": device.name(trainer.device), "device": str(trainer.device), "precision": trainer.precision}
     store.install(cfg.name, net.state_dict(), card)  # weights, then the card that lists the model
     return card

@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="channel of the mattes: A, R, G, B, Y (luminance) or a channel name "
                         "(default: the file's alpha, else its only channel, else luminance)")
     p.add_argument("--base-weights", default="", help="start from these weights instead of the base model's")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N "
+                                                    "(a --remote fine-tune trains on the server's device)")
     p.add_argument("--out", default="", help="run folder (default runs/<name>)")
     p.add_argument("--remote", action="store_true", help="run the fine-tune on --server as a server-side job "
                                                           "(the shot must be on storage the server can read)")
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                              train_frames=train, held_frames=held_frames(args, train), background=args.background,
                              colour_space=args.colour_space, matte_channel=args.matte_channel, steps=args.steps,
                              batch=args.batch, crop=args.crop,
-                             base_weights=args.base_weights, out=args.out)
+                             base_weights=args.base_weights, out=args.out, device=args.device)
         on_step, on_validate = reporter(args.progress, 0)
         card = finetune(cfg, on_step, on_validate)
     except (ValueError, OSError) as err:
