@@ -149,7 +149,7 @@ def start(cfg: ServerConfig, registry: Registry | None = None) -> Running:
     limits = Limits(cfg.threads, cfg.peer_calls, cfg.peer_jobs, cfg.peer_watches, cfg.stream_idle_s,
                     cfg.stream_memory_mb)
     bound_arenas()  # so that freed frames go back to the system (server/limits.py)
-    scheduler = Scheduler(cfg.queue_size, **({"devices": cfg.devices} if cfg.devices else {}))
+    scheduler = Scheduler(cfg.queue_size, devices=cfg.devices or None)
     registry = registry or Registry()
     servicer = Matting(registry, scheduler, AllowedRoots(default_roots(cfg)), limits)
     servicer.warnings = warnings(cfg)
