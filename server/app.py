@@ -117,7 +117,10 @@ def check_devices(devices: list[str]) -> None:
 
 
 def metrics_host(cfg: ServerConfig) -> str:
-    """Where the metrics endpoint binds; raises ConfigError for an unauthenticated one off loopback."""
+    """Where the metrics endpoint binds; raises ConfigError for a port out of range or an
+    unauthenticated endpoint off loopback."""
+    if not 0 < cfg.metrics_port < 65536:
+        raise ConfigError(f"--metrics-port {cfg.metrics_port}: give a port from 1 to 65535 (0 or none: no metrics)")
     host = cfg.metrics_host or cfg.host
     if not is_loopback(host) and not cfg.insecure_metrics:
         raise ConfigError(f"the metrics endpoint has no authentication: on {host} anyone who reaches port "

@@ -144,6 +144,12 @@ def test_metrics_off_loopback_need_insecure_metrics():
         start(ServerConfig(port=0, metrics_port=free_port(), metrics_host="0.0.0.0"))
 
 
+@pytest.mark.parametrize("port", [-1, 70000])
+def test_metrics_port_out_of_range_is_refused(port):
+    with pytest.raises(ConfigError, match=f"--metrics-port {port}: give a port from 1 to 65535"):
+        start(ServerConfig(port=0, metrics_port=port))
+
+
 def test_metrics_port_taken_is_a_config_error_and_the_server_stopped():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
