@@ -10,4 +10,5 @@ MODELS = {
     "bgm": "models.bgm.model:BGM",
     "bgm_excite": "models.bgm.model:BGMExcite",
     "lightweight": "models.lightweight.model:Lightweight",
+    "lightweight_octave": "models.lightweight.model:LightweightOctave",
 }

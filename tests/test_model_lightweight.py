@@ -1,4 +1,5 @@
-"""The `lightweight` model (seed 003): shapes, ranges, gradients, TorchScript, size, overfitting, serving.
+"""The `lightweight` model (seed 003): shapes, ranges, gradients, TorchScript, size, overfitting, serving;
+both readings of its OCBlock (block-local octave `lightweight`, octave stream `lightweight_octave`).
 
 The network is trimap-free: x = (B, 3, H, W) RGB in 0..1 -> alpha (B, 1, H, W) in 0..1. Sizes are small
 and odd (37x53) so padding to the network's stride and cropping back are exercised.
@@ -11,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from models.base import IMAGE, Sample
-from models.lightweight import Lightweight, LightweightNet
+from models.lightweight import Lightweight, LightweightConfig, LightweightNet, LightweightOctave
 from models.lightweight.attention import group, ungroup
+from models.lightweight.octconv import OctaveBlock, OctaveChain, pack, unpack
 from models.registry import Registry
 from training.synthetic import make_shot
 
@@ -24,10 +26,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def net():
+STREAM = [pytest.param(False, id="block-local"), pytest.param(True, id="octave-stream")]
+
+
+@pytest.fixture(scope="module", params=STREAM)
+def net(request):
     torch.manual_seed(0)
-    return LightweightNet().eval()
+    return LightweightNet(LightweightConfig(octave_stream=request.param)).eval()
 
 
 def test_declaration():
@@ -60,9 +65,10 @@ def test_forward_train_outputs(net):
     assert [tuple(t.shape) for t in out["tri_logits"]] == [(2, 3, 37, 53)] * 3
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("stream", STREAM)
+def test_gradients_reach_every_parameter(stream):
     torch.manual_seed(1)
-    net = LightweightNet().train()
+    net = LightweightNet(LightweightConfig(octave_stream=stream)).train()
     x = torch.rand(2, 3, 37, 53)
     out = net.forward_train(x)
     target = torch.randint(0, 3, (2, 37, 53))
@@ -93,10 +99,47 @@ def test_attention_groups_are_subsets_and_windows():
     assert torch.equal(windows[1], x[0, :, 0:4, 4:8].reshape(3, -1).T)
 
 
-def test_size_matches_the_paper():
-    model = Lightweight()
+@pytest.mark.parametrize("model", [Lightweight(), LightweightOctave()], ids=lambda m: m.name)
+def test_size_matches_the_paper(model):
     assert abs(model.params() - PAPER_PARAMS) <= 0.05 * PAPER_PARAMS
     assert 0.5 < model.gflops_512() <= 1.0
+
+
+def test_octave_block_takes_and_returns_high_and_low():
+    block = OctaveBlock(8, 8, 24, stride=2, octave=0.5).eval()
+    h, l = block(torch.rand(1, 8, 32, 32), torch.rand(1, 8, 16, 16))
+    assert h.shape == (1, 12, 16, 16) and l.shape == (1, 12, 8, 8)  # the low part at half resolution
+    x = torch.rand(1, 6, 8, 8)
+    hi, lo = unpack(x, 2)
+    assert hi.shape == (1, 4, 8, 8) and lo.shape == (1, 2, 4, 4)
+    assert torch.equal(unpack(pack(hi, lo), 2)[1], lo)  # a packed map gives its low part back exactly
+
+
+def test_octave_stream_carries_the_low_part_from_block_to_block():
+    """In the stream reading each block's (high, low) output is the next block's input, the low part a
+    half-resolution tensor; the block-local reading has no OctaveBlock at all."""
+    net = LightweightNet(LightweightConfig(octave_stream=True)).eval()
+    calls = []
+    for chain in (m for m in net.modules() if isinstance(m, OctaveChain)):
+        for block in chain.blocks:
+            block.register_forward_hook(lambda mod, args, out, chain=chain: calls.append((chain, args, out)))
+    with torch.no_grad():
+        net(torch.rand(1, 3, 64, 64))
+    handed_on = 0
+    for (chain, args, out), (next_chain, next_args, _) in zip(calls, calls[1:]):
+        assert args[1].shape[2] * 2 == args[0].shape[2]  # every block gets (high, half-resolution low)
+        if next_chain is chain:
+            assert next_args[0] is out[0] and next_args[1] is out[1]  # the pair itself, not merged back
+            handed_on += 1
+    # within each chain: SN's encoder levels of 3, 4, 6, 4 blocks, MRN's four of 2, its image branch of 3
+    assert handed_on == (3 + 4 + 6 + 4 - 4) + 4 * (2 - 1) + (3 - 1)
+    assert not any(isinstance(m, OctaveBlock) for m in LightweightNet().modules())
+
+
+def test_the_two_readings_keep_their_own_weights():
+    assert LightweightOctave().weights == "lightweight_octave.safetensors" != Lightweight().weights
+    with pytest.raises(RuntimeError, match="Missing key"):  # one's weights never load into the other
+        LightweightNet(LightweightConfig(octave_stream=True)).load_state_dict(LightweightNet().state_dict())
 
 
 def test_overfits_one_composite():

@@ -163,7 +163,7 @@ class DCNN(Recipe):
 
 
 RECIPES: dict[str, type[Recipe]] = {"bgm": BGM, "bgm_excite": BGMExcite, "lightweight": Lightweight,
-                                    "msia": MSIA, "dcnn": DCNN}
+                                    "lightweight_octave": Lightweight, "msia": MSIA, "dcnn": DCNN}
 
 
 def recipe(model: str) -> Recipe:

@@ -8,7 +8,8 @@
 Files: octconv.py (OCBlock), cfm.py (cross-level fusion), attention.py (ENA), decoder.py, segmentation.py
 (SN), refine.py (MRN), net.py (composition root, padding, `forward_train`), config.py, model.py (registry).
 
-Size: 343,785 parameters (paper 344.8 k) and 0.867 GFLOPs for a 512x512 frame as
+Size: 343,785 parameters (paper 344.8 k; octave stream 343,881) and 0.867 GFLOPs (octave stream
+0.722: its low parts stay at half resolution through the 1x1 layers too) for a 512x512 frame as
 torch.utils.flop_counter.FlopCounterMode counts it (2 FLOPs per multiply-add, convolutions and the
 attention's matrix products; batch norm, pooling, resizing and softmax are not counted), i.e. 0.434 G
 multiply-adds. The paper does not say how it counts. Its Table 1 gives DIM 130.55 M parameters and
@@ -22,11 +23,27 @@ that the limit allows.
 
 Choices the paper leaves open (its OCBlock paragraph and figures are not in the text we have):
 
-- OCBlock (octconv.py): 1x1 octave convolution from one input into a high part (full resolution) and a
-  low part (2x2 average pooled, half the channels: OctConv alpha = 0.5), a 3x3 depthwise convolution on
-  each part (no cross-frequency paths, as OctConv does for depthwise layers), a 1x1 octave convolution
-  merging both parts back into one map (the low part nearest-upsampled), BN after every convolution,
-  ReLU, identity residual when input and output shapes agree. Stride 2 = 2x2 average pooling first.
+- OCBlock (octconv.py), two readings. The paper says its block "combines the advantages of depthwise
+  convolutions and OctConv" (Fig. 2b, not in our text) and never says whether the low-frequency
+  features leave the block.
+  (a) Block-local octave (`lightweight`, LightweightConfig.octave_stream = False): 1x1 octave
+      convolution from one input into a high part (full resolution) and a low part (2x2 average
+      pooled, half the channels: OctConv alpha = 0.5), a 3x3 depthwise convolution on each part (no
+      cross-frequency paths, as OctConv does for depthwise layers), a 1x1 octave convolution merging
+      both parts back into one map (the low part nearest-upsampled), BN after every convolution, ReLU,
+      identity residual when input and output shapes agree. Stride 2 = 2x2 average pooling first. The
+      block is a drop-in for a ResNet block, which fits "stacking OCBlocks like ResNet-50".
+  (b) Octave stream (`lightweight_octave`, octave_stream = True): octave convolution proper
+      (../shared/docs/MODELS.md): blocks take and return (high, low), both 1x1 layers have all four
+      paths (HH, LH, LL, HL), so the half-resolution features run from block to block and are never
+      merged inside one. The rest of the network (stem, CFM, ENA, heads) keeps its one-map interface:
+      between modules the pair travels packed (high channels, then the low ones nearest-upsampled),
+      which loses nothing; a decoder concatenates per part. Where the input is an image (MRN's
+      src + T, the image branch), the first block sees it whole at both resolutions (OctConv's first
+      layer). Same widths, same parameters up to 96 (those two first blocks).
+  Which one ships is decided by training both on the same budget and comparing them on the
+  validation split; the figures of that comparison (SAD, MSE, steps, time, hardware) go here:
+  (a) -- not yet compared; (b) -- not yet compared.
 - Widths (the paper gives none) are in LightweightConfig, chosen to land on the paper's parameter count:
   SN stem 12 (3x3 stride-2 conv), En1-1..4 = 16, 32, 80, 128 at strides 4, 8, 16, 32 (ResNet-50's layout,
   3/4/6/4 blocks); De1-4..2 = 96, 64, 32. MRN En2-1..4 = 12, 24, 32, 80 at strides 2, 4, 8, 16 (2 blocks
@@ -52,7 +69,7 @@ Choices the paper leaves open (its OCBlock paragraph and figures are not in the 
   octave's half resolution; also a multiple of 8 * 4 for the attention groups), cropped back.
 """
 from models.lightweight.config import LightweightConfig
-from models.lightweight.model import Lightweight
+from models.lightweight.model import Lightweight, LightweightOctave
 from models.lightweight.net import LightweightNet
 
-__all__ = ["Lightweight", "LightweightConfig", "LightweightNet"]
+__all__ = ["Lightweight", "LightweightConfig", "LightweightNet", "LightweightOctave"]

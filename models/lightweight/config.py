@@ -21,6 +21,10 @@ class LightweightConfig:
     interval: long-range sampling interval sqrt(k) of the attention (the paper's 4)
     window: short-range window side sqrt(k) of the attention (the paper's k = 16, so 4)
     octave: fraction of each OCBlock's channels kept at half resolution (OctConv's alpha)
+    octave_stream: False: each OCBlock splits its input into high and low frequencies and merges them
+        back (one map between blocks); True: the low-frequency part runs from block to block as in
+        octave convolution proper (octconv.OctaveBlock). The two readings of the paper, see
+        models/lightweight/__init__.py; `lightweight` is the first, `lightweight_octave` the second.
     """
 
     sn_stem: int = 12
@@ -36,3 +40,4 @@ class LightweightConfig:
     interval: int = 4
     window: int = 4
     octave: float = 0.5
+    octave_stream: bool = False

@@ -28,3 +28,16 @@ class Lightweight(NetworkModel):
 
     def build(self) -> nn.Module:
         return LightweightNet(self.config)
+
+
+class LightweightOctave(Lightweight):
+    """Seed 003's network in the octave-stream reading: the low-frequency part runs between OCBlocks
+    (LightweightConfig.octave_stream). Its own name and weights file (lightweight_octave.safetensors),
+    so the two readings train, serve and score side by side until the comparison decides which ships."""
+
+    name = "lightweight_octave"
+    description = ("Trimap-free lightweight matting (seed 003), octave-stream reading: the low-frequency "
+                   "features run between the octave blocks; ~344k parameters; image only.")
+
+    def __init__(self):
+        super().__init__(LightweightConfig(octave_stream=True))

@@ -17,7 +17,7 @@ from models.lightweight.attention import ENA
 from models.lightweight.config import LightweightConfig
 from models.lightweight.decoder import Decoder
 from models.lightweight.layers import up_to
-from models.lightweight.octconv import OCBlock, stage
+from models.lightweight.octconv import block, chain, stage
 
 
 class RefineNet(nn.Module):
@@ -28,20 +28,19 @@ class RefineNet(nn.Module):
 
     def __init__(self, cfg: LightweightConfig):
         super().__init__()
-        w, dec, o, n = cfg.mrn_widths, cfg.mrn_decoder, cfg.octave, cfg.mrn_depth
-        self.en1 = stage(6, w[0], n, 2, o)
-        self.en2 = stage(w[0], w[1], n, 2, o)
-        self.en3 = stage(w[1], w[2], n, 2, o)
-        self.en4 = stage(w[2], w[3], n, 2, o)
+        w, dec, o, n, st = cfg.mrn_widths, cfg.mrn_decoder, cfg.octave, cfg.mrn_depth, cfg.octave_stream
+        self.en1 = stage(6, w[0], n, 2, o, st, image=True)
+        self.en2 = stage(w[0], w[1], n, 2, o, st)
+        self.en3 = stage(w[1], w[2], n, 2, o, st)
+        self.en4 = stage(w[2], w[3], n, 2, o, st)
         i = cfg.image_widths
-        self.image = nn.Sequential(
-            OCBlock(3, i[0], 2, o), OCBlock(i[0], i[1], 2, o), OCBlock(i[1], i[2], 2, o))
+        self.image = chain(3, [(i[0], 2), (i[1], 2), (i[2], 2)], o, st, image=True)
         self.ena_en = ENA(w[2], i[2], cfg.attention, cfg.interval, cfg.window)
         self.ena_de = ENA(dec[1], i[2], cfg.attention, cfg.interval, cfg.window)
-        self.de4 = OCBlock(w[3], dec[0], 1, o)
-        self.de3 = Decoder(dec[0], w[2], dec[1], o)
-        self.de2 = Decoder(dec[1], w[1], dec[2], o)
-        self.de1 = Decoder(dec[2], w[0], dec[3], o)
+        self.de4 = block(w[3], dec[0], o, st)
+        self.de3 = Decoder(dec[0], w[2], dec[1], o, st)
+        self.de2 = Decoder(dec[1], w[1], dec[2], o, st)
+        self.de1 = Decoder(dec[2], w[0], dec[3], o, st)
         self.head = nn.Conv2d(dec[3] + 3, 1, 3, padding=1)
 
     def forward(self, src: Tensor, tri: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from models.lightweight.cfm import CFM
 from models.lightweight.config import LightweightConfig
 from models.lightweight.decoder import Decoder
 from models.lightweight.layers import ConvBNReLU
-from models.lightweight.octconv import OCBlock, stage
+from models.lightweight.octconv import block, stage
 
 
 class SegmentationNet(nn.Module):
@@ -28,16 +28,16 @@ class SegmentationNet(nn.Module):
 
     def __init__(self, cfg: LightweightConfig):
         super().__init__()
-        w, d, dec, o = cfg.sn_widths, cfg.sn_depths, cfg.sn_decoder, cfg.octave
+        w, d, dec, o, st = cfg.sn_widths, cfg.sn_depths, cfg.sn_decoder, cfg.octave, cfg.octave_stream
         self.stem = ConvBNReLU(3, cfg.sn_stem, 3, stride=2)
-        self.en1 = stage(cfg.sn_stem, w[0], d[0], 2, o)
-        self.en2 = stage(w[0], w[1], d[1], 2, o)
-        self.en3 = stage(w[1], w[2], d[2], 2, o)
-        self.en4 = stage(w[2], w[3], d[3], 2, o)
+        self.en1 = stage(cfg.sn_stem, w[0], d[0], 2, o, st)
+        self.en2 = stage(w[0], w[1], d[1], 2, o, st)
+        self.en3 = stage(w[1], w[2], d[2], 2, o, st)
+        self.en4 = stage(w[2], w[3], d[3], 2, o, st)
         self.cfm = CFM(w[1], w[3], cfg.cfm_reduction)
-        self.de4 = OCBlock(w[3], dec[0], 1, o)
-        self.de3 = Decoder(dec[0], w[2], dec[1], o)
-        self.de2 = Decoder(dec[1], w[1], dec[2], o)
+        self.de4 = block(w[3], dec[0], o, st)
+        self.de3 = Decoder(dec[0], w[2], dec[1], o, st)
+        self.de2 = Decoder(dec[1], w[1], dec[2], o, st)
         self.head4 = nn.Conv2d(dec[0], 3, 3, padding=1)
         self.head3 = nn.Conv2d(dec[1], 3, 3, padding=1)
         self.head2 = nn.Conv2d(dec[2], 3, 3, padding=1)
