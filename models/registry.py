@@ -6,7 +6,7 @@ card `<name>.json` beside it naming its `base` model; it is listed and served as
 there (`mattebox finetune` writes them) and leaves the list when its weights file is gone.
 
 A re-installed weights file (a fine-tune re-run under the same name, `mattebox train --install`) is
-noticed by its (path, size, mtime_ns) stamp on the next `get` or listing: the next `get` loads a new
+noticed by its (path, size, mtime_ns, inode) stamp on the next `get` or listing: the next `get` loads a new
 instance and swaps it in. An instance is never changed once loaded, so a frame already running on the
 old one finishes on it; the new digest is listed at once.
 
@@ -57,8 +57,8 @@ class UnknownModel(KeyError):
         return self.message
 
 
-#: what a loaded instance was loaded from: (weights path, (size, mtime_ns)), or None without weights
-Source = tuple[Path, tuple[int, int]] | None
+#: what a loaded instance was loaded from: (weights path, its store.stamp), or None without weights
+Source = tuple[Path, tuple[int, int, int]] | None
 
 
 class Registry:

@@ -13,6 +13,7 @@ The environment is read on every call, so a changed setting needs no restart.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,15 +26,19 @@ from pathlib import Path
 SHIPPED = Path(__file__).resolve().parent / "weights"
 WEIGHTS_SUFFIX, CARD_SUFFIX = ".safetensors", ".json"
 
-_digests: dict[str, tuple[tuple[int, int], str]] = {}  # path -> (stamp, digest): one entry per file
+_digests: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> (stamp, digest): one entry per file
 _lock = threading.Lock()
 
 
 def folders() -> list[Path]:
     """The search path, first folder first (folders that do not exist yet included)."""
-    studio = [Path(p).expanduser() for p in os.environ.get("MATTEBOX_WEIGHTS", "").split(os.pathsep) if p]
-    shipped = Path(os.environ.get("MATTEBOX_SHIPPED_WEIGHTS") or SHIPPED)
-    return list(dict.fromkeys(studio + [shipped]))
+    return list(_parse(os.environ.get("MATTEBOX_WEIGHTS", ""), os.environ.get("MATTEBOX_SHIPPED_WEIGHTS", "")))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(studio: str, shipped: str) -> tuple[Path, ...]:
+    found = [Path(p).expanduser() for p in studio.split(os.pathsep) if p] + [Path(shipped or SHIPPED)]
+    return tuple(dict.fromkeys(found))
 
 
 def find(file_name: str) -> Path | None:
@@ -45,17 +50,18 @@ def find(file_name: str) -> Path | None:
     return None
 
 
-def stamp(path: Path) -> tuple[int, int] | None:
-    """(size, mtime_ns) of a file, or None when it is gone: what tells a re-installed file apart."""
+def stamp(path: Path) -> tuple[int, int, int] | None:
+    """(size, mtime_ns, inode) of a file, or None when it is gone: what tells a re-installed file apart
+    (`install` renames a new file into place: a new inode even where mtimes are coarse)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def digest(path: Path) -> str:
-    """"sha256:<hex>" of a file's bytes, recomputed only when its stamp (size, mtime_ns) changed."""
+    """"sha256:<hex>" of a file's bytes, recomputed only when its stamp changed."""
     key = str(path)
     now = stamp(path)
     if now is None:

@@ -291,6 +291,37 @@ def test_nuke_finetune_serves_the_new_model_and_lists_it(comp, shot, tmp_path, m
     assert (weights / f"{name}.safetensors").exists()
 
 
+def test_nuke_node_redoes_every_frame_of_a_retrained_model(comp, shot, tmp_path, monkeypatch):
+    """The model's digest is part of the cache key: weights re-installed under the same name (`mattebox
+    train --install` in the studio folder, which the test server reads) make every frame stale, though no
+    knob or input changed."""
+    import torch
+
+    from models import store
+    from models.registry import Registry
+
+    monkeypatch.setenv("MATTEBOX_WEIGHTS", str(tmp_path / "studio"))
+    settings, inputs = {"model": "lightweight"}, {"Source": "src"}
+    assert cache.key(settings, inputs, "sha256:aa") != cache.key(settings, inputs, "sha256:bb")
+
+    def install(seed):
+        torch.manual_seed(seed)
+        store.install("lightweight", Registry().model("lightweight").build().state_dict(), {"model": "lightweight"})
+
+    install(0)
+    node = matte_node("lightweight", read(shot / "src.####.exr"))
+    press(node, "matte")
+    assert node["status"].value() == "4 frames matted with lightweight (0 were up to date)", node["status"].value()
+    press(node, "matte")
+    assert node["status"].value() == "all 4 frames are up to date (lightweight)"
+    folder = comp / "mattebox" / node.name()
+    before = alpha_of(folder / "alpha.0001.exr")
+    install(1)
+    press(node, "matte")
+    assert node["status"].value() == "4 frames matted with lightweight (0 were up to date)", node["status"].value()
+    assert np.abs(alpha_of(folder / "alpha.0001.exr").astype(np.float32) - before).max() > 0.01
+
+
 # -- studio material: matte channels, colour spaces, hand-held plates, the unmixed foreground -----------
 
 

@@ -1,4 +1,9 @@
-"""`mattebox models`: the models, their inputs, size and weights."""
+"""`mattebox models`: the models, their inputs, size, weights and the weights' identity (digest).
+
+--json prints one object per model; "digest" is "sha256:<hex>" of the weights file served ("" for a
+model without learned weights) and changes when the weights are re-installed, "card" the weights' card
+(what trained them) as an object ({} when there is none). The text table shows the digest's first
+12 hex digits."""
 from __future__ import annotations
 
 import argparse
@@ -25,12 +30,14 @@ def rows(args: argparse.Namespace) -> list[dict]:
             for warning in reply.warnings:  # stderr: --json's stdout stays the list hosts parse
                 print(f"mattebox models: WARNING from {args.server}: {warning}", file=sys.stderr)
             return [dict(name=m.name, description=m.description, inputs=[INPUT_NAMES[i] for i in m.inputs],
-                         params=m.params, gflops_512=m.gflops_512, weights=m.weights_ready, device=m.device)
+                         params=m.params, gflops_512=m.gflops_512, weights=m.weights_ready, device=m.device,
+                         digest=m.digest, card=json.loads(m.card or "{}"))
                     for m in reply.models]
     from models.registry import Registry
 
     return [dict(name=i.name, description=i.description, inputs=list(i.inputs), params=i.params,
-                 gflops_512=i.gflops_512, weights=i.weights, device=i.device) for i in Registry().infos()]
+                 gflops_512=i.gflops_512, weights=i.weights, device=i.device, digest=i.digest,
+                 card=json.loads(i.card or "{}")) for i in Registry().infos()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(models))
         return 0
-    print(f"{'model':<14} {'inputs':<26} {'params':>10} {'GFLOPs@512':>10} {'weights':>7} {'device':<7} description")
+    print(f"{'model':<14} {'inputs':<26} {'params':>10} {'GFLOPs@512':>10} {'weights':>7} {'digest':<19} "
+          f"{'device':<7} description")
     for m in models:
         print(f"{m['name']:<14} {', '.join(m['inputs']):<26} {m['params']:>10,} {m['gflops_512']:>10.2f} "
-              f"{'yes' if m['weights'] else 'NO':>7} {m['device']:<7} {m['description']}")
+              f"{'yes' if m['weights'] else 'NO':>7} {m['digest'][:19] or '-':<19} {m['device']:<7} "
+              f"{m['description']}")
     return 0

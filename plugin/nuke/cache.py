@@ -1,10 +1,12 @@
-"""Which alpha frames are up to date: a key per frame (a hash of what its inputs depend on and of the
-matting settings), kept in mattebox-cache.json beside the alpha frames.
+"""Which alpha frames are up to date: a key per frame (a hash of what its inputs depend on, of the
+matting settings and of the model's digest as the server lists it), kept in mattebox-cache.json beside
+the alpha frames.
 
 A frame is redone when one of its files (the alpha, and the foreground in the unmixed output mode) is
 missing or its key changed, so a shot resumes after a crash or a cancel and a changed setting or input
-redoes exactly the frames it touches. A key is recorded only after the server reported the frame
-written (output files are written atomically).
+redoes exactly the frames it touches; a model re-trained under the same name (a new digest) redoes
+every frame. A key is recorded only after the server reported the frame written (output files are
+written atomically).
 
 Keys are computed on a job's thread (a Matte press reads the node graph through the main thread, then
 stats the frame files off it): see plugin.nuke.pixels.graph and describe.
@@ -19,9 +21,10 @@ from plugin.nuke.node import ALPHA_FILE
 MANIFEST = "mattebox-cache.json"
 
 
-def key(settings, inputs):
-    """The key of one frame: `settings` (model, steps, ...) and `inputs` (input name -> description)."""
-    text = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True)
+def key(settings, inputs, digest):
+    """The key of one frame: `settings` (model, steps, ...), `inputs` (input name -> description) and
+    `digest`, the model's weights digest in the server's list ("" for a model without weights)."""
+    text = json.dumps({"settings": settings, "inputs": inputs, "digest": digest}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

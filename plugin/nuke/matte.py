@@ -41,9 +41,11 @@ class Plan:
         self.keys = None  # frame -> cache key, computed on the job's thread by compute_keys()
 
     def compute_keys(self, on_main=pixels._direct):
-        """The cache key of every frame (off the main thread: on_main runs the knob reads there)."""
+        """The cache key of every frame (off the main thread: on_main runs the knob reads there), with the
+        model's digest from the last list fetched from the server (fetched when there is none)."""
+        digest = catalog.find(self.cfg, self.model).get("digest", "")
         trees = pixels.graphs(self.feeds, on_main)
-        self.keys = {f: cache.key(self.settings, {n: pixels.describe(t, f) for n, t in trees.items()})
+        self.keys = {f: cache.key(self.settings, {n: pixels.describe(t, f) for n, t in trees.items()}, digest)
                      for f in range(self.first, self.last + 1)}
         return self.keys
 
@@ -82,6 +84,7 @@ class MatteTask(job.Task):
     def work(self):
         plan = self.plan
         localserver.ensure(self.cfg)
+        catalog.fetch(self.cfg)  # the server's list now: a model re-trained since has a new digest
         model = catalog.find(self.cfg, plan.model)
         connected = [i for i, index in mnode.MODEL_INPUTS.items() if mnode.INPUTS[index] in plan.feeds]
         missing = catalog.missing_inputs(model, connected)
