@@ -142,7 +142,7 @@ class Matting(rpc.MattingServicer):
         return pb.ListModelsResponse(server_version=VERSION, warnings=self.warnings, models=[
             pb.ModelInfo(name=i.name, description=i.description, inputs=[codec.INPUT_CODES[k] for k in i.inputs],
                          weights_ready=i.weights, params=i.params, gflops_512=i.gflops_512, device=i.device,
-                         loaded=i.loaded) for i in infos])
+                         loaded=i.loaded, digest=i.digest, card=i.card) for i in infos])
 
     @_status
     def Matte(self, request, context):
