@@ -229,8 +229,9 @@ class Matting(rpc.MattingServicer):
 
     @_status
     def MatteShared(self, request, context):
-        """The inputs are copied out of the client's file into arrays the server owns and the results
-        copied in (server.shm: the server never maps a file its client can truncate)."""
+        """A sealed memfd's inputs are read as views of its mapping and the results written straight
+        into it; any other region's inputs are copied out into arrays the server owns and the results
+        copied in (server.shm: the server maps only what its client cannot shrink)."""
         t0 = time.perf_counter()
         with self.regions.use(request.region_id, context.peer()) as region:
             slices = self.parts(request.model, request, lambda m, role: m.HasField(role))

@@ -1,25 +1,50 @@
 """Shared-memory regions registered by clients on the same host.
 
-The client creates a file in the shared-memory folder (/dev/shm), sizes it and owns it; the server
-opens it by name and keeps only the file descriptor. Plain files rather than
-multiprocessing.SharedMemory: Python 3.11's resource tracker would unlink a block the server attached
-to when the server exits, pulling it from under the client. Names are restricted to
-"mattebox-<letters, digits, - or _>" in that folder, and links and anything but a regular file are
-refused, so a request can never make the server open any other file.
+RegisterRegion's name says which of two kinds a region is:
 
-The server never maps a client's file. The client can truncate it at any moment, and touching a
-mapping past the file's new end kills the whole process with SIGBUS. A request's inputs are copied with
-os.preadv into arrays the server owns, and its results written with os.pwritev; a short read (the
-client truncated the file) is that request's INVALID_ARGUMENT, and the server goes on.
+- "/proc/<client pid>/fd/<fd>": a memfd the client created (memfd_create with MFD_ALLOW_SEALING),
+  sized and sealed against shrinking (F_SEAL_SHRINK); the client library's choice on Linux. The
+  server opens it through /proc and, when F_GET_SEALS shows the seal, maps it: a request's inputs are
+  read-only numpy views of the mapping (the model's first conversion to float is the only copy) and
+  its results are written straight into it. A mapping kills the whole process with SIGBUS where the
+  file has shrunk under it; a file sealed against shrinking cannot shrink, and a seal cannot be taken
+  off, so this mapping cannot fault. Only memfds of ordinary pages are mapped (st_blksize = the page
+  size: a hugetlbfs memfd can still fault when the huge-page pool runs dry), and only where the kernel
+  does not account memory strictly (vm.overcommit_memory 2 can refuse a page at fault time: SIGBUS).
+  A memfd that is not sealed (or not of that kind) is served by copying, as below.
+- "mattebox-<letters, digits, - or _>": a plain file in the shared-memory folder (/dev/shm). Plain
+  files rather than multiprocessing.SharedMemory: Python 3.11's resource tracker would unlink a block
+  the server attached to when the server exits, pulling it from under the client. Links and anything
+  but a regular file are refused, so a request can never make the server open any other file.
+
+The copying path (every plain file, and a memfd that is not sealed): the server never maps the file,
+because its client can truncate it at any moment. A request's inputs are copied with os.preadv into
+arrays the server owns, and its results written with os.pwritev; a short read (the client truncated
+the file) is that request's INVALID_ARGUMENT, and the server goes on.
+
+Who may name a memfd. The kernel lets a process open /proc/<pid>/fd/<fd> only when it may ptrace
+<pid> (the same user, or CAP_SYS_PTRACE): a server cannot reach another user's memory this way. On top
+of that, process <pid> must hold the very TCP connection the request came on (that socket's inode,
+from /proc/net/tcp*, among the links in /proc/<pid>/fd, checked before and after the open, so a
+pid reused meanwhile is caught): a client can name only its own descriptors, even to a server run
+as root. The descriptor must be a memfd ("/memfd:..."), never a file on disk the client has open.
+What the server does not stop: the client writing its inputs while the model reads them; only that
+request's answer suffers (the NaN check, for one, sees the bytes before the model's copy).
+
+Views do not dangle. A request's views are taken while Regions.use holds the region (release, sweep
+and re-registration wait for it to end). A frame given up at its deadline can still sit in the
+scheduler, holding views, after its call has ended and its region was released: the mapping is an
+mmap object, which refuses to unmap while an array is exported from it, so a dropped region closes
+its descriptor and the mapping goes with the last view.
 
 Regions belong to the connection (gRPC peer) that registered them:
 - registering the same file again on that connection gives back the same region (with the new size);
 - a peer holds at most `per_peer` regions and `bytes_per_peer` registered bytes, and the server at
   most `total` regions (RESOURCE_EXHAUSTED past a cap, saying what to release);
-- a region is dropped when its file is removed (at its next use or the next sweep), when the
-  connection that registered it has closed (the sweep reads /proc/net/tcp*, Linux), and when it has
-  not been used for `idle_s` seconds. Its id then answers NOT_FOUND, saying why: register again
-  (the client library does so by itself).
+- a region is dropped when its file is removed (a memfd: no longer at its /proc path, the client
+  closed it), at its next use or the next sweep; when the connection that registered it has closed
+  (the sweep reads /proc/net/tcp*, Linux); and when it has not been used for `idle_s` seconds. Its
+  id then answers NOT_FOUND, saying why: register again (the client library does so by itself).
 Defaults come from the environment: MATTEBOX_REGION_IDLE_S (600), MATTEBOX_REGIONS_PER_PEER (16),
 MATTEBOX_REGION_MB_PER_PEER (16384), MATTEBOX_REGIONS_MAX (256), MATTEBOX_REGION_SWEEP_S (10).
 """
@@ -29,6 +54,7 @@ import collections
 import contextlib
 import errno
 import ipaddress
+import mmap
 import os
 import re
 import stat
@@ -49,6 +75,7 @@ import numpy as np
 from server.frames import RequestError, invalid
 
 _NAME = re.compile(r"mattebox-[A-Za-z0-9_-]{1,200}")
+_PROC = re.compile(r"/proc/([0-9]{1,10})/fd/([0-9]{1,10})")
 _OPEN = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 #: reads and writes at least this long are split over a few threads (the kernel copies in parallel)
 PARALLEL_BYTES = 8 << 20
@@ -70,7 +97,8 @@ def _env(name: str, default: float) -> float:
 
 @dataclass(eq=False)
 class Region:
-    """One registered file: its descriptor (never a mapping), registered size and owner."""
+    """One registered file: its descriptor, registered size and owner; memfd: named by its /proc path;
+    map: the mapping of its first `size` bytes (a sealed memfd), None where it is copied."""
 
     id: str
     peer: str
@@ -79,8 +107,21 @@ class Region:
     size: int
     inode: tuple[int, int]
     used: float
+    memfd: bool = False
+    map: mmap.mmap | None = None
     users: int = 0
     dropped: bool = False
+
+    def gone(self) -> str | None:
+        """Why the client has let go of its file (removed from its folder; a memfd no longer at its
+        /proc path: closed, or its process ended), else None."""
+        if not self.memfd:
+            return "its file was removed" if os.fstat(self.fd).st_nlink == 0 else None
+        try:
+            st = os.stat(self.name)
+        except OSError:
+            return "its client closed it"
+        return None if (st.st_dev, st.st_ino) == self.inode else "its client closed it"
 
     def read(self, offset: int, nbytes: int, into: np.ndarray | None = None) -> np.ndarray:
         """A copy of bytes offset..offset+nbytes in an array the server owns: `into` (uint8, nbytes
@@ -108,19 +149,35 @@ class Region:
 
 
 class Lease:
-    """A region held for one request (Regions.use): reads land in buffers kept between requests."""
+    """A region held for one request (Regions.use). Mapped (a sealed memfd): reads are read-only
+    views of the mapping and writes go straight into it. Copied: reads land in buffers kept between
+    requests. The caller keeps offsets within `size` (the mapping refuses the rest, ValueError)."""
 
     def __init__(self, region: Region, buffers: "Buffers"):
         self.region, self.buffers, self.taken = region, buffers, []
-        self.name, self.size = region.name, region.size
+        self.name, self.size, self.map = region.name, region.size, region.map
+
+    @property
+    def mapped(self) -> bool:
+        return self.map is not None
 
     def read(self, offset: int, nbytes: int) -> np.ndarray:
+        """Bytes offset..offset+nbytes: uint8, nbytes long."""
+        if self.map is not None:
+            view = np.frombuffer(self.map, np.uint8, nbytes, offset)
+            view.flags.writeable = False  # the client's inputs: no stage writes into them
+            return view
         buf = self.buffers.take(nbytes)
         self.taken.append(buf)
         return self.region.read(offset, nbytes, buf)
 
     def write(self, offset: int, a: np.ndarray) -> None:
-        self.region.write(offset, a)
+        """Array `a`'s bytes at `offset`."""
+        if self.map is None:
+            self.region.write(offset, a)
+            return
+        data = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+        np.frombuffer(self.map, np.uint8, data.size, offset)[...] = data
 
 
 class Buffers:
@@ -224,12 +281,17 @@ class Regions:
     # -- the RPCs ------------------------------------------------------------------------------------
 
     def register(self, name: str, size: int, peer: str = "") -> str:
-        """Open client file `name` (in shm_dir) of at least `size` bytes for `peer`; the region id.
-        The same file registered again by the same peer is the same region, with the new size."""
-        if not _NAME.fullmatch(name):
-            raise invalid(f"region name {name!r} must match 'mattebox-[A-Za-z0-9_-]+' (a file in {shm_dir()})")
-        path = os.path.join(shm_dir(), name)
-        fd = _open(path)
+        """Open `name` of at least `size` bytes for `peer`; the region id. name: a file in shm_dir
+        ("mattebox-..."), or "/proc/<pid>/fd/<fd>", a memfd of the process that holds peer's
+        connection (mapped when sealed against shrinking). The same file registered again by the same
+        peer is the same region, with the new size."""
+        proc = _PROC.fullmatch(name)
+        if proc is None and not _NAME.fullmatch(name):
+            raise invalid(f"region name {name!r} must be 'mattebox-[A-Za-z0-9_-]+' (a file in {shm_dir()}) or "
+                          "'/proc/<pid>/fd/<fd>' (a memfd of the process that makes this call)")
+        path = name if proc else os.path.join(shm_dir(), name)
+        fd = _open_memfd(path, int(proc.group(1)), peer) if proc else _open(path)
+        mapping = None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -239,9 +301,12 @@ class Regions:
                 raise invalid(f"region {name}: give its size in bytes")
             if st.st_size < size:
                 raise invalid(f"region {name} is {st.st_size} bytes, smaller than the {size} registered")
-            region = self._add(peer, name, fd, size, (st.st_dev, st.st_ino))
+            mapping = _map(fd, st, size, path) if proc else None
+            region = self._add(peer, name, fd, size, (st.st_dev, st.st_ino), mapping)
         except BaseException:
             os.close(fd)
+            if mapping is not None:
+                mapping.close()
             raise
         if region.fd != fd:  # the file was registered already: its first descriptor serves
             os.close(fd)
@@ -259,16 +324,18 @@ class Regions:
                                    + (f" ({why})" if why else "") + ": register it (again) first (RegisterRegion)")
             region.users += 1
             region.used = time.monotonic()
-        try:
-            if os.fstat(region.fd).st_nlink == 0:
-                self._drop(region, "its file was removed")
-                raise RequestError(grpc.StatusCode.NOT_FOUND,
-                                   f"region {region_id!r}: its file {region.name} was removed; create a new "
-                                   "file and register it (RegisterRegion)")
             lease = Lease(region, self.buffers)
+        try:
+            why = region.gone()
+            if why:
+                self._drop(region, why)
+                raise RequestError(grpc.StatusCode.NOT_FOUND,
+                                   f"region {region_id!r}: {region.name}: {why}; create a new file and "
+                                   "register it (RegisterRegion)")
             yield lease
             self.buffers.give(lease.taken)
         finally:
+            lease.map = None  # only the views taken keep the mapping from now on
             with self._lock:
                 region.users -= 1
                 region.used = time.monotonic()
@@ -293,7 +360,8 @@ class Regions:
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
-    def _add(self, peer: str, name: str, fd: int, size: int, inode: tuple[int, int]) -> Region:
+    def _add(self, peer: str, name: str, fd: int, size: int, inode: tuple[int, int],
+             mapping: mmap.mmap | None) -> Region:
         with self._lock:
             replaced = [r for r in self._by_id.values() if r.peer == peer and r.name == name and r.inode != inode]
         for old in replaced:  # a new file under an old name: the old file is gone or going
@@ -317,10 +385,11 @@ class Regions:
                                    f"the server holds {len(self._by_id)} regions, its most: release one "
                                    "(ReleaseRegion) or try again later; stale ones are dropped by themselves")
             now = time.monotonic()
-            if same is not None:
-                same.size, same.used = size, now
+            if same is not None:  # a request holding the old mapping keeps it until it ends
+                same.size, same.used, same.map = size, now, mapping
                 return same
-            region = Region(uuid.uuid4().hex, peer, name, fd, size, inode, now)
+            region = Region(uuid.uuid4().hex, peer, name, fd, size, inode, now, _PROC.fullmatch(name) is not None,
+                            mapping)
             self._by_id[region.id] = region
             if self._sweeper is None and self.sweep_s > 0 and not self._stop.is_set():
                 self._sweeper = threading.Thread(target=self._sweep_loop, name="shm-sweep", daemon=True)
@@ -354,7 +423,7 @@ class Regions:
         self.buffers.trim(0 if none_left else None)
         if not regions:
             return
-        open_ends = _established()
+        open_ends = _sockets()
         now = time.monotonic()
         for region in regions:
             why = None
@@ -365,8 +434,8 @@ class Regions:
                 why = "the connection that registered it has closed"
             else:
                 with self._lock:
-                    if not region.dropped and region.users == 0 and os.fstat(region.fd).st_nlink == 0:
-                        why = "its file was removed"
+                    if not region.dropped and region.users == 0:
+                        why = region.gone()
             if why:
                 self._drop(region, why, unless_busy=True)
 
@@ -389,8 +458,84 @@ def _open(path: str) -> int:
                       f"file in {shm_dir()} that the server's user may read and write") from None
 
 
+def _open_memfd(path: str, pid: int, peer: str) -> int:
+    """Open memfd `path` ("/proc/<pid>/fd/<fd>") when process `pid` holds the connection of `peer`
+    (checked before and after the open, see the module's docstring)."""
+    end = _endpoint(peer)
+    if end is None:
+        raise invalid(f"{path}: a memfd is registered over a TCP connection (loopback), whose process the server "
+                      f"can find; over this one ({peer}) register a file in {shm_dir()}")
+    _check_holder(pid, end, path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # /proc's link: followed
+    except FileNotFoundError:
+        raise RequestError(grpc.StatusCode.NOT_FOUND, f"process {pid} has no descriptor at {path}: register "
+                           "a memfd the calling process holds open") from None
+    except OSError as err:
+        raise invalid(f"cannot open {path} ({err.strerror or err}): the server opens another process's memfd only "
+                      "when it runs as the same user; run client and server as one user or register a file in "
+                      f"{shm_dir()}") from None
+    try:
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:"):
+            raise invalid(f"{path} is not a memfd: register a memfd (os.memfd_create) or a file in {shm_dir()}")
+        _check_holder(pid, end, path)  # the pid did not end and get reused while we opened
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_holder(pid: int, end: tuple[str, int], path: str) -> None:
+    """Refuse unless process `pid` holds the socket of the connection whose client end is `end`."""
+    inode = (_sockets() or {}).get(end)
+    try:
+        links = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        links = []
+    except OSError as err:
+        raise invalid(f"{path}: the server may not look at process {pid} ({err.strerror or err}): run client and "
+                      f"server as one user or register a file in {shm_dir()}") from None
+    want = f"socket:[{inode}]"
+    for fd in links if inode is not None else ():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                return
+    raise invalid(f"{path}: process {pid} does not hold this connection; a client registers only its own memfds "
+                  "(/proc/<its pid>/fd/<fd>)")
+
+
+def _map(fd: int, st: os.stat_result, size: int, path: str) -> mmap.mmap | None:
+    """The first `size` bytes of memfd `fd` mapped, when nothing can make the mapping fault: sealed
+    against shrinking, of ordinary pages, memory not strictly accounted. None: copy it instead."""
+    import fcntl  # Unix only, like memfds; this module is imported by clients on any system
+
+    if not fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK or st.st_blksize != mmap.PAGESIZE \
+            or _strict_overcommit():
+        return None
+    try:
+        return mmap.mmap(fd, size)
+    except OSError as err:
+        raise invalid(f"cannot map {path} ({err.strerror or err}): the server writes alpha into the region, so "
+                      "seal it against shrinking only (F_SEAL_SHRINK, no F_SEAL_WRITE)") from None
+
+
+def _strict_overcommit() -> bool:
+    """vm.overcommit_memory 2: a memfd's page is accounted when first touched, and a refusal is SIGBUS."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip() == "2"
+    except OSError:
+        return True
+
+
 def _close(region: Region) -> None:
-    """Close a dropped region's descriptor, once (called with the lock held, no request using it)."""
+    """Close a dropped region's descriptor and mapping, once (called with the lock held, no request
+    using it). Views of the mapping still held (a frame given up at its deadline, still in the
+    scheduler) keep it: mmap refuses to close while they exist, and it goes with the last of them."""
+    if region.map is not None:
+        with contextlib.suppress(BufferError):
+            region.map.close()
+        region.map = None
     if region.fd >= 0:
         with contextlib.suppress(OSError):
             os.close(region.fd)
@@ -410,10 +555,11 @@ def _endpoint(peer: str) -> tuple[str, int] | None:
         return None
 
 
-def _established() -> set[tuple[str, int]] | None:
-    """(ip, port) of the local end of every established TCP socket in this network namespace (so a
-    loopback client's end of its connection to us is there while it lasts); None where unknown."""
-    ends, known = set(), False
+def _sockets() -> dict[tuple[str, int], str] | None:
+    """The socket inode of every established TCP socket in this network namespace, by the (ip, port)
+    of its local end (so a loopback client's end of its connection to us is there while it lasts);
+    None where unknown."""
+    ends, known = {}, False
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -423,10 +569,10 @@ def _established() -> set[tuple[str, int]] | None:
         known = True
         for line in lines:
             fields = line.split()
-            if len(fields) < 4 or fields[3] != "01":  # 01: ESTABLISHED
+            if len(fields) < 10 or fields[3] != "01":  # 01: ESTABLISHED
                 continue
             ip_hex, _, port_hex = fields[1].partition(":")
             raw = b"".join(struct.pack("=I", int(ip_hex[i:i + 8], 16)) for i in range(0, len(ip_hex), 8))
             ip = ipaddress.ip_address(raw)
-            ends.add((str(getattr(ip, "ipv4_mapped", None) or ip), int(port_hex, 16)))
+            ends[(str(getattr(ip, "ipv4_mapped", None) or ip), int(port_hex, 16))] = fields[9]
     return ends if known else None
