@@ -85,6 +85,7 @@ class Client:
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._region: SharedRegion | None = None
         self._region_id = ""
+        self.shm_memfd = True  # shared memory by a sealed memfd, mapped by the server; False: a /dev/shm file, copied
 
     # -- information -------------------------------------------------------------------------------
 
@@ -237,12 +238,27 @@ class Client:
     def _shared_region(self, size: int) -> SharedRegion:
         from plugin.client.shm import SharedRegion
 
+        def register(region: SharedRegion) -> str:
+            return self.stub.RegisterRegion(pb.RegisterRegionRequest(name=region.name, size=size), timeout=30,
+                                            metadata=self.metadata).region_id
+
         if self._region is None or self._region.size < size:
             self._release_region()
-            region = SharedRegion(size)
+            region = SharedRegion(size, memfd=self.shm_memfd)
+            self.shm_memfd = region.memfd  # False where the system has no memfds
             try:
-                self._region_id = self.stub.RegisterRegion(
-                    pb.RegisterRegionRequest(name=region.name, size=size), timeout=30, metadata=self.metadata).region_id
+                try:
+                    self._region_id = register(region)
+                except grpc.RpcError as err:
+                    # a server that cannot open this process's memfd (another user or pid namespace, an
+                    # older server): a file in /dev/shm, from now on
+                    if not region.memfd or err.code() not in (grpc.StatusCode.INVALID_ARGUMENT,
+                                                              grpc.StatusCode.NOT_FOUND):
+                        raise
+                    region.close()
+                    self.shm_memfd = False
+                    region = SharedRegion(size, memfd=False)
+                    self._region_id = register(region)
             except BaseException:
                 region.close()
                 raise
@@ -250,7 +266,7 @@ class Client:
         return self._region
 
     def _release_region(self) -> None:
-        """Release the region on the server (where it still knows it) and remove our file."""
+        """Release the region on the server (where it still knows it) and let ours go (a file: removed)."""
         if self._region is not None:
             region, self._region, region_id, self._region_id = self._region, None, self._region_id, ""
             try:

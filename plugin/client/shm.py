@@ -1,12 +1,18 @@
-"""The client side of the shared-memory transport: a file in /dev/shm that the client owns.
+"""The client side of the shared-memory transport: memory the client owns, mapped on both sides.
 
-The client creates and sizes the file, maps it, registers it with the server once, and removes it
+The client creates and sizes the region, maps it, registers it with the server once, and lets it go
 when done. Frames are copied in at an offset and the server writes alpha at another.
 
-A file's name carries its owner's process id ("mattebox-<pid>-<hex>"). It is removed by `close`, at
-garbage collection, at interpreter exit and on SIGTERM (where nothing else handles SIGTERM, it is
-turned into SystemExit so that clean-up runs); a process killed outright leaves its file, and the next
-client to make a region on the machine removes the files of processes that are gone.
+Two kinds (server/shm.py says how the server treats each):
+- a memfd sealed against shrinking (Linux; the default): the server maps it too, so a frame is read
+  and its alpha written in place. It has no name in any folder and goes with the last descriptor or
+  mapping of it, so nothing is left behind whatever ends the client.
+- a file in /dev/shm, which the server copies in and out (where memfds are missing, or the server
+  cannot open this process's descriptors: another user, another pid namespace, an older server).
+  A file's name carries its owner's process id ("mattebox-<pid>-<hex>"). It is removed by `close`, at
+  garbage collection, at interpreter exit and on SIGTERM (where nothing else handles SIGTERM, it is
+  turned into SystemExit so that clean-up runs); a process killed outright leaves its file, and the
+  next client to make a region on the machine removes the files of processes that are gone.
 """
 from __future__ import annotations
 
@@ -28,17 +34,27 @@ _OWNED = re.compile(r"mattebox-([0-9]+)-[0-9a-f]{32}")
 
 
 class SharedRegion:
-    """A mapped shared-memory file of `size` bytes. Use as a context manager to remove it at the end."""
+    """A mapped shared-memory region of `size` bytes: a sealed memfd when `memfd` and the system has
+    them, else a file in /dev/shm. name: what RegisterRegion takes ("/proc/<pid>/fd/<fd>", or the
+    file's name in /dev/shm); path: where it can be opened (the same /proc path, or the file's).
+    Use as a context manager to let it go at the end."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, memfd: bool = True):
         remove_stale()
-        _clean_up_on_sigterm()
-        self.name = f"mattebox-{os.getpid()}-{uuid.uuid4().hex}"
-        self.path = os.path.join(shm_dir(), self.name)
         self.size = size
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        # removes the file when close() is forgotten: at garbage collection or interpreter exit
-        self._remove = weakref.finalize(self, _unlink, self.path)
+        fd = _memfd() if memfd else None
+        self.memfd = fd is not None
+        if fd is None:
+            _clean_up_on_sigterm()
+            self.name = f"mattebox-{os.getpid()}-{uuid.uuid4().hex}"
+            self.path = os.path.join(shm_dir(), self.name)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            # removes the file when close() is forgotten: at garbage collection or interpreter exit
+            self._remove = weakref.finalize(self, _unlink, self.path)
+        else:
+            self.name = self.path = f"/proc/{os.getpid()}/fd/{fd}"
+            # the memfd stays open while the region lives (the server opens it through that path)
+            self._remove = weakref.finalize(self, os.close, fd)
         try:
             os.ftruncate(fd, size)
             self.map = mmap.mmap(fd, size)
@@ -46,7 +62,8 @@ class SharedRegion:
             self._remove()
             raise
         finally:
-            os.close(fd)
+            if not self.memfd:
+                os.close(fd)
 
     def put(self, offset: int, a: np.ndarray) -> None:
         """Copy array `a` into the region at `offset`."""
@@ -69,6 +86,23 @@ class SharedRegion:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _memfd() -> int | None:
+    """A new, empty memfd sealed against shrinking (so the server's mapping of it cannot fault; it may
+    still grow to its size), or None where the system has no sealed memfds."""
+    try:
+        import fcntl
+
+        fd = os.memfd_create(f"mattebox-{os.getpid()}", os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC)
+    except (ImportError, AttributeError, OSError):
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+    except (AttributeError, OSError):
+        os.close(fd)
+        return None
+    return fd
 
 
 def _unlink(path: str) -> None:
