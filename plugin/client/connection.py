@@ -1,4 +1,4 @@
-"""The Mattebox client library: one `Client` per server (or list of servers).
+"""The Mattebox client library: one `Client` per server (or list of servers, plugin/client/servers.py).
 
 Transports: `matte` (unary, small frames), `matte_stream` (1 MiB chunks), `matte_shared` (shared
 memory, same host), `run_job` (path mode, the normal case for sequences on shared storage).
@@ -9,14 +9,13 @@ imported by the calls that move pixels.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import grpc
 
-from server.api import pb, rpc
+from plugin.client.servers import Events, Servers
+from server.api import pb
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,28 +36,22 @@ class Result:
     alignment: pb.Alignment | None = None
 
 
-def _ipv4(address: str) -> str:
-    """"gpu1:50051" -> "10.0.0.5:50051": gRPC's ipv4: list (round-robin) takes addresses, not names.
-    Raises ValueError naming the server that cannot be resolved."""
-    import socket
-
-    host, _, port = address.strip().rpartition(":")
-    try:
-        return f"{socket.gethostbyname(host)}:{port}"
-    except OSError as err:
-        raise ValueError(f"server {address.strip()!r}: cannot resolve {host!r} ({err}); check the server list") from None
-
-
 def _alignment(reply) -> pb.Alignment | None:
     return reply.alignment if reply.HasField("alignment") else None
 
 
 class Client:
-    """address: "host:port", or "ip:port,ip:port,..." to balance round-robin over several servers
-    (health-checked). token: sent as `authorization: Bearer` metadata. tls_ca: PEM file of the CA
-    that signed the server's certificate (TLS on when given). tls_cert, tls_key: PEM files of this
-    client's certificate (chain) and its private key, for a server that requires client certificates
-    (`mattebox serve --tls-client-ca`); TLS on when given, trusting tls_ca, else the system's CAs."""
+    """address: "host:port", or several comma-separated ("gpu1:50051,gpu2,[::1]:50052"; names and
+    IPv4/IPv6 addresses, the port 50051 when none is given; ValueError for one that is malformed or
+    does not resolve). Over a list, frames (matte, matte_stream) and new jobs and fine-tunes go
+    round-robin to the servers that answer, skipping one that answers UNAVAILABLE; what belongs to one
+    server stays there: a job's or fine-tune's events, CancelJob (to the server that runs the job), a
+    shared-memory region's calls (to the server that holds it).
+    token: sent as `authorization: Bearer` metadata. tls_ca: PEM file of the CA that signed the
+    server's certificate (TLS on when given). tls_cert, tls_key: PEM files of this client's
+    certificate (chain) and its private key, for a server that requires client certificates
+    (`mattebox serve --tls-client-ca`); TLS on when given, trusting tls_ca, else the system's CAs.
+    channel, stub: the first server's (raw calls in tests and tools)."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, token: str = "", tls_ca: str = "",
                  max_message_mb: int = 512, tls_cert: str = "", tls_key: str = ""):
@@ -67,34 +60,24 @@ class Client:
         self.address = address
         limit = max_message_mb << 20
         options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
-        target = address
-        if "," in address:
-            target = "ipv4:" + ",".join(_ipv4(a) for a in address.split(","))
-            options += [("grpc.service_config", json.dumps({
-                "loadBalancingConfig": [{"round_robin": {}}],
-                "healthCheckConfig": {"serviceName": ""}}))]
-        if tls_ca or tls_cert:
-            creds = grpc.ssl_channel_credentials(
-                Path(tls_ca).read_bytes() if tls_ca else None,
-                private_key=Path(tls_key).read_bytes() if tls_key else None,
-                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None)
-            self.channel = grpc.secure_channel(target, creds, options)
-        else:
-            self.channel = grpc.insecure_channel(target, options)
-        self.stub = rpc.MattingStub(self.channel)
+        self.servers = Servers(address, options, tls_ca, tls_cert, tls_key)
+        self.channel, self.stub = self.servers.all[0].channel, self.servers.all[0].stub
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._jobs: dict = {}  # job id -> the Server whose RunJob answered JobStarted for it
         self._region: SharedRegion | None = None
         self._region_id = ""
+        self._region_server = self.servers.all[0]
         self.shm_memfd = True  # shared memory by a sealed memfd, mapped by the server; False: a /dev/shm file, copied
 
     # -- information -------------------------------------------------------------------------------
 
     def health(self, timeout: float = 5.0) -> str:
-        """"SERVING", "NOT_SERVING", ... Raises grpc.RpcError when the server cannot be reached."""
+        """"SERVING", "NOT_SERVING", ... (of a list: of the first server that answers). Raises
+        grpc.RpcError when no server can be reached."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        stub = health_pb2_grpc.HealthStub(self.channel)
-        resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout, metadata=self.metadata)
+        _, resp = self.servers.first(lambda s: health_pb2_grpc.HealthStub(s.channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout, metadata=self.metadata))
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
     def models(self, timeout: float | None = 30.0) -> list[pb.ModelInfo]:
@@ -102,8 +85,9 @@ class Client:
 
     def listing(self, timeout: float | None = 30.0) -> pb.ListModelsResponse:
         """The server's whole ListModels answer: models, version and the operator warnings it sends
-        every client (e.g. a token accepted without TLS)."""
-        return self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self.metadata)
+        every client (e.g. a token accepted without TLS). Of a list: the first server that answers."""
+        return self.servers.first(lambda s: s.stub.ListModels(pb.ListModelsRequest(), timeout=timeout,
+                                                              metadata=self.metadata))[1]
 
     # -- one frame ---------------------------------------------------------------------------------
     # image: (H, W, 3); trimap: (H, W) uint8 0/128/255; background: like image; colour_space: the
@@ -150,7 +134,7 @@ class Client:
             req.trimap.CopyFrom(codec.encode(trimap))
         if background is not None:
             req.background.CopyFrom(codec.encode(background, background_space or colour_space))
-        resp = self.stub.Matte(req, timeout=timeout, metadata=self.metadata)
+        _, resp = self.servers.first(lambda s: s.stub.Matte(req, timeout=timeout, metadata=self.metadata))
         fgr = codec.view(resp.foreground.desc, resp.foreground.data) if resp.HasField("foreground") else None
         return Result(codec.view(resp.alpha.desc, resp.alpha.data)[..., 0], fgr, _alignment(resp))
 
@@ -176,14 +160,18 @@ class Client:
                 for i in range(0, len(mv), CHUNK):
                     yield pb.MatteChunk(data=mv[i:i + CHUNK].tobytes())
 
-        replies = self.stub.MatteStream(chunks(), timeout=timeout, metadata=self.metadata)
-        first = next(replies)
-        descs = [first.alpha] + ([first.foreground] if first.HasField("foreground") else [])
-        out = bytearray(sum(codec.nbytes(d) for d in descs))
-        pos = 0
-        for r in replies:
-            out[pos:pos + len(r.data)] = r.data
-            pos += len(r.data)
+        def send(server):  # the whole frame again on the next server when this one is down
+            replies = server.stub.MatteStream(chunks(), timeout=timeout, metadata=self.metadata)
+            first = next(replies)
+            descs = [first.alpha] + ([first.foreground] if first.HasField("foreground") else [])
+            out = bytearray(sum(codec.nbytes(d) for d in descs))
+            pos = 0
+            for r in replies:
+                out[pos:pos + len(r.data)] = r.data
+                pos += len(r.data)
+            return first, descs, out
+
+        _, (first, descs, out) = self.servers.first(send)
         mv, n = memoryview(out), codec.nbytes(first.alpha)
         fgr = codec.view(descs[1], mv[n:]) if len(descs) > 1 else None
         return Result(codec.view(first.alpha, mv[:n])[..., 0], fgr, _alignment(first))
@@ -213,12 +201,14 @@ class Client:
             for a, off in zip(parts, offsets):
                 region.put(off, a)
             try:
-                resp = self.stub.MatteShared(req, timeout=timeout, metadata=self.metadata)
+                resp = self._region_server.stub.MatteShared(req, timeout=timeout, metadata=self.metadata)
                 break
             except grpc.RpcError as err:
                 # the server dropped the region (unused too long, our file removed, a new connection,
-                # a restarted server): once, a new file and registration
+                # a restarted server; of a list: the region's server is down): once, a new file and
+                # registration (on the next server that answers)
                 gone = err.code() == grpc.StatusCode.NOT_FOUND and req.region_id in (err.details() or "")
+                gone = gone or (len(self.servers.all) > 1 and self.servers.failed(self._region_server, err))
                 if attempt == 2 or not gone:
                     raise
                 self._release_region()
@@ -238,9 +228,9 @@ class Client:
     def _shared_region(self, size: int) -> SharedRegion:
         from plugin.client.shm import SharedRegion
 
-        def register(region: SharedRegion) -> str:
-            return self.stub.RegisterRegion(pb.RegisterRegionRequest(name=region.name, size=size), timeout=30,
-                                            metadata=self.metadata).region_id
+        def register(region: SharedRegion):
+            return self.servers.first(lambda s: s.stub.RegisterRegion(
+                pb.RegisterRegionRequest(name=region.name, size=size), timeout=30, metadata=self.metadata))
 
         if self._region is None or self._region.size < size:
             self._release_region()
@@ -248,7 +238,7 @@ class Client:
             self.shm_memfd = region.memfd  # False where the system has no memfds
             try:
                 try:
-                    self._region_id = register(region)
+                    self._region_server, reply = register(region)
                 except grpc.RpcError as err:
                     # a server that cannot open this process's memfd (another user or pid namespace, an
                     # older server): a file in /dev/shm, from now on
@@ -258,7 +248,8 @@ class Client:
                     region.close()
                     self.shm_memfd = False
                     region = SharedRegion(size, memfd=False)
-                    self._region_id = register(region)
+                    self._region_server, reply = register(region)
+                self._region_id = reply.region_id
             except BaseException:
                 region.close()
                 raise
@@ -270,8 +261,8 @@ class Client:
         if self._region is not None:
             region, self._region, region_id, self._region_id = self._region, None, self._region_id, ""
             try:
-                self.stub.ReleaseRegion(pb.ReleaseRegionRequest(region_id=region_id), timeout=5,
-                                        metadata=self.metadata)
+                self._region_server.stub.ReleaseRegion(pb.ReleaseRegionRequest(region_id=region_id), timeout=5,
+                                                       metadata=self.metadata)
             except grpc.RpcError:
                 pass  # the server is gone: nothing to release there
             finally:
@@ -280,21 +271,41 @@ class Client:
     # -- sequences (path mode) ---------------------------------------------------------------------
 
     def run_job(self, request: pb.JobRequest, timeout: float | None = None) -> Iterator[pb.JobEvent]:
-        """Start a path-mode job; iterate the returned call for events. `call.cancel()` stops it."""
-        return self.stub.RunJob(request, timeout=timeout, metadata=self.metadata)
+        """Start a path-mode job (on the next server of a list that answers); iterate the returned call
+        for events. `call.cancel()` stops it; so does `cancel_job(id)` while its events are read."""
+        job_id = []
+
+        def seen(server, ev):
+            if ev.WhichOneof("event") == "started":
+                job_id.append(ev.started.job_id)
+                self._jobs[ev.started.job_id] = server
+
+        def ended():
+            if job_id:
+                self._jobs.pop(job_id[0], None)
+
+        return Events(self.servers, lambda s: s.stub.RunJob(request, timeout=timeout, metadata=self.metadata),
+                      seen, ended)
 
     def finetune(self, request: pb.FinetuneRequest, timeout: float | None = None) -> Iterator[pb.FinetuneEvent]:
-        """Fine-tune on the server; iterate the returned call for progress. `call.cancel()` stops it."""
-        return self.stub.Finetune(request, timeout=timeout, metadata=self.metadata)
+        """Fine-tune on a server (the next of a list that answers; the new model is on that server's
+        weights folder); iterate the returned call for progress. `call.cancel()` stops it."""
+        return Events(self.servers, lambda s: s.stub.Finetune(request, timeout=timeout, metadata=self.metadata))
 
     def cancel_job(self, job_id: str) -> bool:
-        return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=10, metadata=self.metadata).found
+        """Stop a job after its frame in flight; whether a server ran it. A job this client started goes
+        to its server; any other job id is asked of every server of the list."""
+        def cancel(server):
+            return server.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=10, metadata=self.metadata).found
+
+        known = self._jobs.get(job_id)
+        return cancel(known) if known is not None else any(self.servers.every(cancel))
 
     def close(self) -> None:
         try:
             self._release_region()
         finally:
-            self.channel.close()
+            self.servers.close()
 
     def __enter__(self) -> "Client":
         return self
