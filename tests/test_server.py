@@ -691,6 +691,7 @@ def test_shared_region_lifecycle(server, shot, direct):
     plate, _ = encode_srgb(shot.plate, "uint8")
     before = _shm_files()
     c = Client(server.address)
+    c.shm_memfd = False  # a file in /dev/shm (a sealed memfd, the default, leaves none: test_shm.py)
     try:
         got = c.matte_shared("difference", image, background=plate, timeout=30)
         np.testing.assert_array_equal(got, direct("difference", image, background=plate))
