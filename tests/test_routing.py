@@ -127,6 +127,11 @@ def test_a_dead_server_in_the_list_is_skipped(counted, still, tmp_path):  # noqa
             req.last = 2
             events = list(client.run_job(req, timeout=60))
             assert events[-1].summary.done == 2
+            outside = str(tmp_path.parent / "elsewhere" / "a.####.exr")
+            with pytest.raises(grpc.RpcError) as err:  # the live server's answer to a fine-tune
+                list(client.finetune(pb.FinetuneRequest(base="null", name="x", input=outside, mattes=outside,
+                                                        train_frames=[1]), timeout=60))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "allowed roots" in err.value.details()
         assert client.cancel_job("never-was-a-job") is False
 
 

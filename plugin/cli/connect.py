@@ -19,7 +19,8 @@ from plugin.client.connection import Client
 
 def add_server_arguments(p: argparse.ArgumentParser, server_help: str = "") -> None:
     p.add_argument("--server", default=os.environ.get("MATTEBOX_SERVER", ""),
-                   help="host:port of a running server (or ip:port,ip:port for round-robin); "
+                   help="host:port of a running server (or host:port,host:port,... for round-robin; port 50051 when "
+                        "none is given); "
                         + (server_help or "default $MATTEBOX_SERVER, else a private server started for this command"))
     p.add_argument("--token", default=os.environ.get("MATTEBOX_TOKEN", ""),
                    help="bearer token for a remote server (default $MATTEBOX_TOKEN)")
