@@ -330,7 +330,7 @@ class Regions:
             if why:
                 self._drop(region, why)
                 raise RequestError(grpc.StatusCode.NOT_FOUND,
-                                   f"region {region_id!r}: {region.name}: {why}; create a new file and "
+                                   f"region {region_id!r}: {region.name}: {why}; make a new region and "
                                    "register it (RegisterRegion)")
             yield lease
             self.buffers.give(lease.taken)
