@@ -8,7 +8,12 @@ later (missing file, a path outside the roots, bad pixels, a write the volume ca
 error event and the job goes on. Write failures are also logged; so is, once per job, a trimap snapped
 to its three levels. With skip_existing, frames whose outputs are complete on
 disk are reported done (skipped) without matting. Cancelling the job (CancelJob, a cancelled or dropped call, server shutdown)
-stops it after the frame in flight; finished frames stay on disk.
+stops it after the frames in flight (those already sent to their model); finished frames stay on disk,
+and every frame written is one reported done.
+
+Frames flow: up to AHEAD frames ahead of the oldest one in flight are read and prepared in the server's
+CPU stage while earlier ones run on a device, and answered frames are finished and written there too;
+frames go to their model in frame order, and events come in frame order.
 """
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 import grpc
@@ -28,6 +36,8 @@ from models.job_files import JobFiles
 from server import frames
 from server.api import pb
 from server.frames import Inputs, RequestError
+from server.metrics import BYTES_IN_FLIGHT, FRAMES
+from server.pipeline import Prepared
 
 if TYPE_CHECKING:
     from server.servicer import Matting
@@ -35,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mattebox.jobs")
 #: most frames one job may name
 MAX_FRAMES = 100_000
+#: frames a job reads and prepares ahead of the oldest one in flight (so a device never waits for a read)
+AHEAD = 3
 
 
 class Jobs:
@@ -133,57 +145,214 @@ class Job:
         return cls(server, request, context, job_id, cancel)
 
     def events(self) -> Iterator[pb.JobEvent]:
+        """The job's events: started, one done or error per frame in frame order, the summary. Up to
+        AHEAD frames are read and prepared in the CPU stage while an earlier one runs on its device;
+        finished frames are finished and written in the CPU stage."""
         r, t0 = self.request, time.perf_counter()
         done = failed = skipped = misaligned = 0
+        window: deque[_Slot] = deque()
+        frames_left = iter(range(r.first, r.last + 1))
         try:
             yield pb.JobEvent(started=pb.JobStarted(job_id=self.id, frames=r.last - r.first + 1))
-            for frame in range(r.first, r.last + 1):
-                if self.cancel.is_set():
-                    break
-                t = time.perf_counter()
-                try:
-                    event = self._frame(frame)
-                except RequestError as err:
-                    if err.code == grpc.StatusCode.CANCELLED:
+            while True:
+                while len(window) <= AHEAD and not self.cancel.is_set():
+                    frame = next(frames_left, None)
+                    if frame is None:
                         break
-                    if err.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE,
-                                    grpc.StatusCode.INTERNAL, grpc.StatusCode.FAILED_PRECONDITION):
-                        log.warning("job %s frame %d: %s", self.id, frame, err.message)
-                    failed += 1
-                    yield pb.JobEvent(error=pb.FrameError(frame=frame, message=err.message))
+                    window.append(_Slot(frame, self._stage(self._load, frame)))
+                if not window:
+                    break
+                self._advance(window)
+                head = window[0]
+                if not head.finished():
+                    wait([f for f in map(_Slot.pending, window) if f is not None], return_when=FIRST_COMPLETED)
                     continue
-                except (OSError, ValueError) as err:
-                    if isinstance(err, images.WriteError):  # a full volume, a quota: the operator's to know
-                        log.warning("job %s frame %d: %s", self.id, frame, err)
-                    failed += 1
-                    yield pb.JobEvent(error=pb.FrameError(frame=frame, message=str(err)))
+                window.popleft()
+                _release(head)
+                outcome = head.outcome()
+                if outcome is None or (isinstance(outcome, RequestError) and outcome.code == grpc.StatusCode.CANCELLED):
+                    FRAMES.labels(r.model, "cancelled").inc()
+                    self.cancel.set()  # a frame cancelled in its lane (server shutdown): no more are sent
                     continue
+                if isinstance(outcome, RequestError):
+                    if outcome.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE,
+                                        grpc.StatusCode.INTERNAL, grpc.StatusCode.FAILED_PRECONDITION):
+                        log.warning("job %s frame %d: %s", self.id, head.frame, outcome.message)
+                    failed += 1
+                    FRAMES.labels(r.model, "error").inc()
+                    yield pb.JobEvent(error=pb.FrameError(frame=head.frame, message=outcome.message))
+                    continue
+                if isinstance(outcome, (OSError, ValueError)):
+                    if isinstance(outcome, images.WriteError):  # a full volume, a quota: the operator's to know
+                        log.warning("job %s frame %d: %s", self.id, head.frame, outcome)
+                    failed += 1
+                    FRAMES.labels(r.model, "error").inc()
+                    yield pb.JobEvent(error=pb.FrameError(frame=head.frame, message=str(outcome)))
+                    continue
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                notes = head.load.result().notes
+                if notes and not self.noted:
+                    self.noted = True
+                    outcome.notice = f"frame {head.frame}: {'; '.join(notes)} (said once per job)"
+                    log.warning("job %s %s", self.id, outcome.notice)
                 done += 1
-                skipped += event.skipped
-                misaligned += event.HasField("alignment") and not event.alignment.ok
-                event.seconds = time.perf_counter() - t
-                yield pb.JobEvent(done=event)
+                skipped += outcome.skipped
+                misaligned += outcome.HasField("alignment") and not outcome.alignment.ok
+                FRAMES.labels(r.model, "ok").inc()
+                yield pb.JobEvent(done=outcome)
             yield pb.JobEvent(summary=pb.JobSummary(done=done, failed=failed, cancelled=self.cancel.is_set(),
                                                     seconds=time.perf_counter() - t0, skipped=skipped,
                                                     misaligned=misaligned))
         finally:
+            self._drain(window)
             self.server.jobs.remove(self.id)
 
-    def _frame(self, frame: int) -> pb.FrameDone:
-        r, files = self.request, self.files
+    def _advance(self, window: deque["_Slot"]) -> None:
+        """Move every frame in flight on as far as it goes now: a read frame to its model, in frame order
+        (so that a cancelled job leaves no gap: the frames sent before the cancel finish, no later one
+        is sent), and a frame its model answered to the CPU stage's finish and write."""
+        in_order = True  # every frame before this one is sent to its model or settled
+        for slot in window:
+            if slot.run is None and not slot.settled():
+                if not slot.load.done():
+                    in_order = False
+                elif in_order:
+                    self._send(slot)
+            elif slot.run is not None and slot.store is None and slot.run.done():
+                slot.store = self._stage(self._store, slot)
+
+    def _send(self, slot: "_Slot") -> None:
+        """A read frame to its model, waiting for room on the devices (or the CPU models' lane)."""
+        loaded = slot.loaded()
+        if loaded is None or loaded.prepared is None:  # failed to read, or skipped: settled by its read
+            return
+        if self.cancel.is_set():
+            slot.dropped = True
+            return
+        try:
+            slot.run = self.server.pipeline.submit(loaded.prepared, None, wait=lambda: not self.cancel.is_set())
+        except RequestError as err:
+            slot.failed = err
+
+    def _drain(self, window: deque["_Slot"]) -> None:
+        """Let the frames sent to a model finish (and be written) and drop the others, so that no file is
+        written once the job is gone."""
+        self.cancel.set()
+        while window:
+            self._advance(window)
+            pending = [f for f in map(_Slot.pending, window) if f is not None]
+            if not pending:
+                break
+            wait(pending, return_when=FIRST_COMPLETED)
+        for slot in window:
+            slot.load.cancel()
+            _release(slot)
+
+    def _stage(self, fn, *args) -> Future:
+        """fn(*args) in the server's CPU stage; a failed Future once the server is shutting down."""
+        try:
+            return self.server.scheduler.stage(fn, *args)
+        except RuntimeError as err:
+            fut: Future = Future()
+            fut.set_exception(RequestError(grpc.StatusCode.UNAVAILABLE, str(err)))
+            return fut
+
+    def _load(self, frame: int) -> "_Loaded":
+        """CPU stage: the frame's outputs checked, its files read and prepared for the model (nothing
+        read when skip_existing finds its outputs complete)."""
+        t, r, files = time.perf_counter(), self.request, self.files
         outputs = [self.check(p) for p in files.outputs(frame)]
         event = pb.FrameDone(frame=frame, output=outputs[0], foreground=outputs[1] if files.foreground else "")
         if r.skip_existing and files.complete(frame, self.check):
             event.skipped = True
-            return event
+            event.seconds = time.perf_counter() - t
+            return _Loaded(event, t)
         inputs = files.read(frame, self.check)
-        if inputs.notes and not self.noted:
-            self.noted = True
-            event.notice = f"frame {frame}: {'; '.join(inputs.notes)} (said once per job)"
-            log.warning("job %s %s", self.id, event.notice)
-        got = self.server.matte(r.model, Inputs(inputs.arrays, inputs.spaces, self.options), None,
-                                wait=lambda: not self.cancel.is_set())
-        files.write(frame, got.alpha, got.foreground, inputs.window, self.check)
+        prepared = self.server.pipeline.prepare(r.model, Inputs(inputs.arrays, inputs.spaces, self.options))
+        held = sum(a.nbytes for a in inputs.arrays.values())
+        BYTES_IN_FLIGHT.inc(held)
+        return _Loaded(event, t, prepared, inputs.window, inputs.notes, held)
+
+    def _store(self, slot: "_Slot") -> pb.FrameDone:
+        """CPU stage: the model's answer finished (dtype, foreground) and written."""
+        loaded = slot.loaded()
+        got = self.server.pipeline.finish(loaded.prepared, self.server.pipeline.result(self.request.model,
+                                                                                        slot.run, None))
+        self.files.write(slot.frame, got.alpha, got.foreground, loaded.window, self.check)
+        event = loaded.event
         if got.alignment is not None:
             event.alignment.CopyFrom(got.alignment)
+        event.seconds = time.perf_counter() - loaded.t0
         return event
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A frame as the CPU stage read it. event: its FrameDone so far (complete when skipped); t0: when
+    its reading began (perf_counter); prepared: what its model runs on, None when skipped; window: the
+    image's data window; notes: what its reader noticed; held: bytes of its input arrays."""
+
+    event: pb.FrameDone
+    t0: float
+    prepared: Prepared | None = None
+    window: images.Window | None = None
+    notes: tuple[str, ...] = ()
+    held: int = 0
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One frame of a job in flight: `load` (CPU stage: read and prepare), `run` (its model, once sent),
+    `store` (CPU stage: finish and write); dropped: cancelled before it was sent; failed: refused when
+    sent (the server shutting down)."""
+
+    frame: int
+    load: Future
+    run: Future | None = None
+    store: Future | None = None
+    dropped: bool = False
+    failed: RequestError | None = None
+
+    def loaded(self) -> _Loaded | None:
+        """The read frame, or None when its reading failed (or has not finished)."""
+        if not self.load.done() or self.load.cancelled() or self.load.exception() is not None:
+            return None
+        return self.load.result()
+
+    def settled(self) -> bool:
+        """Whether the frame's outcome is known without waiting for its model."""
+        if self.dropped or self.failed is not None:
+            return True
+        if not self.load.done():
+            return False
+        loaded = self.loaded()
+        return loaded is None or loaded.prepared is None
+
+    def finished(self) -> bool:
+        return self.settled() or (self.store is not None and self.store.done())
+
+    def pending(self) -> Future | None:
+        """What the frame waits on now (None: nothing, or its turn to be sent)."""
+        for fut in (self.load, self.run, self.store):
+            if fut is not None and not fut.done():
+                return fut
+        return None
+
+    def outcome(self) -> pb.FrameDone | BaseException | None:
+        """A finished frame's event, or what went wrong; None when it was dropped."""
+        if self.dropped:
+            return None
+        if self.failed is not None:
+            return self.failed
+        fut = self.store if self.store is not None else self.load
+        if fut.cancelled():
+            return None
+        err = fut.exception()
+        return err if err is not None else (fut.result().event if fut is self.load else fut.result())
+
+
+def _release(slot: _Slot) -> None:
+    loaded = slot.loaded()
+    if loaded is not None and loaded.held:
+        BYTES_IN_FLIGHT.dec(loaded.held)

@@ -1,19 +1,16 @@
-"""The Matting service: every RPC checks its request, queues the frame on the model's device, and
-answers with alpha or a status that says what was wrong."""
+"""The Matting service: every RPC checks its request, sends the frame through the pipeline (CPU stage,
+the model's device, CPU stage: server/pipeline.py), and answers with alpha or a status that says what
+was wrong."""
 from __future__ import annotations
 
 import functools
-import logging
 import time
-from dataclasses import replace
 from urllib.parse import unquote
 
 import grpc
 import numpy as np
 
-from models import colour, pixels
-from models.base import BACKGROUND, IMAGE, TRIMAP, Sample
-from models.colour import SCENE_LINEAR, SRGB, check_space
+from models.base import BACKGROUND, IMAGE, TRIMAP
 from models.registry import Registry, UnknownModel
 from server import finetune, frames, jobs
 from server.api import codec, pb, rpc
@@ -21,10 +18,10 @@ from server.auth import is_loopback
 from server.frames import Inputs, Matted, RequestError
 from server.limits import Limits, mib
 from server.paths import AllowedRoots
-from server.scheduler import DeadlinePassed, QueueFull, Scheduler
+from server.pipeline import Pipeline
+from server.scheduler import Scheduler
 from server.shm import Regions
 
-log = logging.getLogger("mattebox.server")
 CHUNK = 1 << 20
 VERSION = "0.1.0"
 
@@ -60,6 +57,7 @@ class Matting(rpc.MattingServicer):
         self.roots = roots
         self.limits = limits or Limits()
         self.warnings: list[str] = []  # what ListModels tells every client about how the server is set up
+        self.pipeline = Pipeline(registry, scheduler)
         self.regions = Regions()
         self.jobs = jobs.Jobs()
 
@@ -84,56 +82,9 @@ class Matting(rpc.MattingServicer):
         return parts
 
     def matte(self, name: str, frame: Inputs, deadline: float | None, wait=None) -> Matted:
-        """Prepare, queue and run one frame: alpha, and the foreground and plate alignment when the
-        options ask (see Matted)."""
-        model = self.registry.model(name)
-        opts = frame.options
-        background = frame.arrays.get(BACKGROUND) if BACKGROUND in model.inputs else None
-        try:
-            raw = Sample(image=frame.arrays[IMAGE], trimap=frame.arrays.get(TRIMAP), background=background,
-                         colour_space=_space(frame, IMAGE), display_space=check_space(opts.display_space or SRGB),
-                         background_space=SRGB if background is None else _space(frame, BACKGROUND), steps=opts.steps)
-        except ValueError as err:
-            raise frames.invalid(str(err)) from None
-        align_plate = opts.align_plate and background is not None
-        if align_plate:
-            from models import align  # OpenCV only when asked
-
-        def work():
-            loaded = self.registry.get(name)
-            sample = loaded.prepare(raw)
-            report = None
-            if align_plate:
-                report = align.estimate(sample.image, sample.background)
-                sample = replace(sample, background=align.warp(sample.background, report))
-            return loaded.run([sample])[0], report
-
-        try:
-            fut = self.scheduler.submit(self.registry.device(name), work, deadline, wait)
-        except QueueFull as err:
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
-        except RuntimeError as err:
-            raise RequestError(grpc.StatusCode.UNAVAILABLE, str(err)) from None
-        try:
-            alpha, report = fut.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            fut.cancel()
-            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the frame was done")
-        except DeadlinePassed as err:
-            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(err)) from None
-        except FileNotFoundError as err:
-            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, str(err)) from None
-        except ValueError as err:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r}: {err}") from None
-        except Exception as err:  # CancelledError and model bugs; the server goes on
-            if fut.cancelled():
-                raise RequestError(grpc.StatusCode.CANCELLED, "the request was cancelled") from None
-            log.exception("model %s failed", name)
-            raise RequestError(grpc.StatusCode.INTERNAL, f"model {name!r} failed: {err!r}") from None
-        out = np.float32 if opts.alpha_dtype == pb.FLOAT32 else np.float16
-        alpha = np.asarray(alpha, np.float32)
-        fgr = _unmix(raw, alpha, report).astype(out) if opts.foreground else None
-        return Matted(alpha.astype(out), fgr, None if report is None else _alignment(report))
+        """One frame through the pipeline (server/pipeline.py): alpha, and the foreground and plate
+        alignment when the options ask (see Matted). Raises RequestError."""
+        return self.pipeline.matte(name, frame, deadline, wait)
 
     # -- RPCs --------------------------------------------------------------------------------------
 
@@ -274,41 +225,12 @@ class Matting(rpc.MattingServicer):
         self.jobs.cancel_all()
 
 
-def _unmix(raw: Sample, alpha: np.ndarray, report) -> np.ndarray:
-    """The straight foreground in the image's own colour space: (H, W, 3) float32, solved there (in
-    linear light for an EXR). raw: the frame as it arrived; report: the plate's alignment, or None.
-    The plate (aligned like the one the model saw) is brought into the image's space. Runs on the
-    request's thread, not the device worker."""
-    from models import align, foreground
-    image = pixels.to_unit_float(raw.image)[..., :3]
-    plate = None
-    if raw.background is not None:
-        plate = pixels.to_unit_float(raw.background)[..., :3]
-        if raw.background_space != raw.colour_space:
-            plate = colour.convert(plate, raw.background_space, raw.colour_space)
-        if report is not None:
-            plate = align.warp(plate, report)
-    return foreground.unmix(image, alpha, plate)
-
-
-def _alignment(report) -> pb.Alignment:
-    return pb.Alignment(ok=report.ok, inliers=report.inliers, shift_px=report.shift_px, message=report.message)
-
-
 def _arrays(descs: dict[str, pb.FrameDesc], data) -> dict[str, np.ndarray]:
     out = {}
     for role, desc in descs.items():
         frames.check_desc(role, desc, None if role == IMAGE else descs[IMAGE])
         out[role] = frames.to_array(role, desc, data(role))
     return out
-
-
-def _space(frame: Inputs, role: str) -> str:
-    """The colour space of a picture: as its sender named it, else float scene-linear, integer sRGB."""
-    named = frame.spaces.get(role, "")
-    if named:
-        return check_space(named)
-    return SCENE_LINEAR if frame.arrays[role].dtype.kind == "f" else SRGB
 
 
 def _spaces(descs: dict[str, pb.FrameDesc]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from plugin.client.connection import Client
 from plugin.client.shm import SharedRegion
 from server.api import SERVICE, codec, pb
 from server.app import ConfigError, ServerConfig, start
+from server.scheduler import CPU_THREADS
 from server.shm import shm_dir
 from training.synthetic import make_shot, trimap_from_alpha
 
@@ -496,7 +497,7 @@ def test_release_region_right_after_matte_shared(client, stub, shot, direct, exp
 
 @pytest.fixture(scope="module")
 def busy_frame():
-    """(image, trimap): a closed_form frame that keeps the CPU worker busy for seconds."""
+    """(image, trimap): a closed_form frame that keeps a thread of the CPU models' lane busy for seconds."""
     s = make_shot(width=320, height=256, frames=1, seed=3)
     image, _ = encode_srgb(s.image[0], "uint8")
     return image, trimap_from_alpha(s.alpha[0], band=8)
@@ -510,18 +511,29 @@ def _attempt(send, *args, **kw):
         return err
 
 
+def _busy(pool, c: Client, registry: CountingRegistry, busy_frame) -> list:
+    """Busy frames on every thread of the CPU models' lane, started (one at a time, for a one-frame
+    queue): the next CPU frames must wait."""
+    big, deadline = [], time.monotonic() + 30
+    for n in range(1, CPU_THREADS + 1):
+        big.append(pool.submit(c.matte, "closed_form", *busy_frame, timeout=60))
+        while registry.runs["closed_form"] < n:
+            assert time.monotonic() < deadline, "the busy frames never started"
+            time.sleep(0.01)
+    return big
+
+
 def test_full_queue_is_refused(make_server, busy_frame, shot, direct, assert_serves):
     registry = CountingRegistry()
-    srv = make_server(registry=registry, queue_size=1)
+    srv = make_server(registry=registry, queue_size=1, peer_calls=CPU_THREADS + 6)
     image, _ = encode_srgb(shot.image[0], "uint8")
     plate, _ = encode_srgb(shot.plate, "uint8")
     want = direct("difference", image, background=plate)
-    with Client(srv.address) as c, ThreadPoolExecutor(8) as pool:
-        big = pool.submit(c.matte, "closed_form", *busy_frame, timeout=60)
-        assert registry.started.wait(30), "the busy frame never started"
+    with Client(srv.address) as c, ThreadPoolExecutor(CPU_THREADS + 6) as pool:
+        big = _busy(pool, c, registry, busy_frame)
         results = list(pool.map(lambda _: _attempt(c.matte, "difference", image, background=plate, timeout=60),
                                 range(6)))
-        assert big.result().shape == busy_frame[1].shape
+        assert all(b.result().shape == busy_frame[1].shape for b in big)
     refused = [r for r in results if isinstance(r, grpc.RpcError)]
     answered = [r for r in results if not isinstance(r, grpc.RpcError)]
     assert refused, "six frames for a one-frame queue behind a busy worker: at least one must be refused"
@@ -542,18 +554,18 @@ def test_deadline_on_busy_server(make_server, busy_frame, shot, trimap, expect_s
     srv = make_server(registry=registry)
     image, _ = encode_srgb(shot.image[0], "uint8")
     plate, _ = encode_srgb(shot.plate, "uint8")
-    with Client(srv.address) as c, ThreadPoolExecutor(4) as pool:
+    with Client(srv.address) as c, ThreadPoolExecutor(CPU_THREADS + 3) as pool:
         c.matte("closed_form", image, trimap, timeout=60)
         c.matte("difference", image, background=plate, timeout=60)
-        registry.started.clear()
+        registry.runs["closed_form"] = 0
         before = registry.runs["difference"]
-        big = pool.submit(c.matte, "closed_form", *busy_frame, timeout=60)
-        assert registry.started.wait(30)
+        big = _busy(pool, c, registry, busy_frame)
         late = list(pool.map(lambda _: _attempt(c.matte, "difference", image, background=plate, timeout=0.2),
                              range(3)))
         for err in late:
             assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.DEADLINE_EXCEEDED, err
-        big.result()
+        for b in big:
+            b.result()
         assert_serves(c)
         # the frames whose deadline passed in the queue were dropped, not computed for nobody
         assert registry.runs["difference"] - before == 1
