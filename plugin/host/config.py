@@ -9,9 +9,10 @@ File: $MATTEBOX_CONFIG, else ~/.config/mattebox/client.json (%APPDATA%\\mattebox
 Keys (every one optional; a missing key takes the default shown above, unknown keys are ignored):
 - client: the `mattebox` command ("" = find it on PATH).
 - server: host:port of the matting server.
-- servers: several studio servers, host:port each. When the list is not empty it replaces `server`:
-  every command goes to all of them, balanced round-robin (the client is given "a:1,b:2"), and
-  `server` is not used. Config.address() is the one value to use: `servers` joined with commas, else
+- servers: several studio servers, host:port each (names or IPv4/IPv6 addresses: "gpu1:50051",
+  "[fd00::5]:50051"). When the list is not empty it replaces `server`: every command goes to all of
+  them, balanced round-robin (the client is given "a:1,b:2"; a server that does not answer is skipped;
+  a job, its cancel and a shared-memory region stay on one server), and `server` is not used. Config.address() is the one value to use: `servers` joined with commas, else
   `server`.
 - start_server: when nothing answers at the address and it is ONE loopback address (127.x, localhost,
   ::1), the plugin starts `mattebox serve` there and stops it when the host quits.
