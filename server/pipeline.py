@@ -11,8 +11,9 @@ mode (server/jobs.py) runs the steps itself, with the next frames prepared while
 
 Metrics (server/metrics.py): FRAMES counts each frame `matte` answers (path mode counts its own), a
 frame refused or failed as "error", one cancelled as "cancelled"; INFERENCE and BATCH each model run;
-BYTES_IN_FLIGHT the input arrays of the frames `matte` holds, from the call's decoded pixels to its
-answer (a best effort: the request's own buffers, the prepared copies and the answer are not counted).
+BYTES_IN_FLIGHT the input arrays of the frames in progress: `matte`'s from the call's decoded pixels to
+its answer, path mode's from a frame's read to its write (a best effort: the request's own buffers,
+the prepared copies, a network's input tensor and the answers are not counted).
 """
 from __future__ import annotations
 

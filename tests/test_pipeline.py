@@ -74,6 +74,10 @@ def test_network_batch_is_one_forward_per_size_with_the_answers_alone(one_thread
         alone = model.run([s])[0]
         assert got.shape == s.image.shape[:2] and got.dtype == np.float32
         np.testing.assert_allclose(got, alone, atol=1e-5)
+    # packed for a CUDA device (half precision, pinned where CUDA is): the same frame within half's rounding
+    half = model.packed(batch[0], "cuda")
+    assert half.x.dtype == torch.float16 and half.x.shape == (3, 32, 48)
+    np.testing.assert_allclose(model.run([half])[0], together[0], atol=1e-2)
 
 
 def test_recursion_steps_never_share_a_forward(one_thread):
