@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         print(f"mattebox models: {explain(err, args.server)}", file=sys.stderr)
         return 1
+    except ValueError as err:  # a server list that is malformed or names a host that does not resolve
+        print(f"mattebox models: {err}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(models))
         return 0
