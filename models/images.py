@@ -271,7 +271,7 @@ def _encode(path: str, px: np.ndarray) -> tuple[np.ndarray, object]:
         raise ValueError(f"{path}: cannot write {px.dtype} pixels; use float, uint8 or uint16")
     pixel_type, dtype = OUTPUT_FORMATS[ext]
     if np.dtype(dtype).kind == "u":
-        px = np.rint(np.clip(px, 0.0, 1.0) * np.iinfo(dtype).max)
+        px = np.rint(np.clip(px.astype(np.float32, copy=False), 0.0, 1.0) * np.iinfo(dtype).max)  # half overflows at 65535
     return px.astype(dtype), pixel_type
 
 

@@ -141,6 +141,14 @@ def test_write_alpha_round_trip(tmp_path, ext, dtype, pixel_type):
     assert os.listdir(tmp_path) == [f"alpha{ext}"]  # atomic: no temp file left beside it
 
 
+def test_half_float_alpha_to_16_bit_tiff(tmp_path):
+    """The server's alpha is half float: scaled to 16 bit in half it would overflow to inf."""
+    alpha = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8).astype(np.float16)
+    images.write_alpha(tmp_path / "a.tif", alpha)
+    back = images.read(tmp_path / "a.tif").pixels[..., 0]
+    np.testing.assert_array_equal(back, np.rint(alpha.astype(np.float32) * 65535).astype(np.uint16))
+
+
 def test_write_alpha_refuses_unknown_format(tmp_path):
     with pytest.raises(ValueError, match=".mov"):
         images.write_alpha(tmp_path / "a.mov", np.zeros((4, 4), np.float32))
