@@ -43,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="", help="run folder (default runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--install", action="store_true",
-                   help="install the final weights and card where the registry serves them (the first folder of "
-                        "$MATTEBOX_WEIGHTS, else models/weights/; a running server picks them up)")
+                   help="install the best validation weights and card where the registry serves them (the first "
+                        "folder of $MATTEBOX_WEIGHTS, else models/weights/; a running server picks them up)")
     p.add_argument("--data-licence", default="", help="the terms of --data and --backgrounds, recorded in the "
                                                        "weights' card (default: ours, for procedural data)")
     p.add_argument("--progress", choices=("text", "json", "openjd"), default="text")
