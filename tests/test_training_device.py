@@ -51,6 +51,15 @@ def test_a_device_that_cannot_be_used_is_refused_before_any_work(spec, message, 
                                 device=spec))
 
 
+def test_under_torchrun_an_explicit_gpu_is_refused(monkeypatch):
+    """Every process of a torchrun takes cuda:LOCAL_RANK; one GPU named for all of them is refused."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match="cuda:1 asked under torchrun: every process takes cuda:LOCAL_RANK"):
+        device.resolve("cuda:1")
+    assert device.resolve("cpu") == torch.device("cpu")
+
+
 def composites(n: int, seed: int = 0) -> CompositeDataset:
     """n items a (2-item) epoch apart: with batch 2, every second step starts a new epoch."""
     return CompositeDataset(SyntheticForegrounds(2, 96, 80, seed=seed), SyntheticBackgrounds(3, 64, seed=seed),

@@ -30,6 +30,9 @@ def resolve(spec: str = "auto") -> torch.device:
     m = SPEC.fullmatch(spec)
     if m is None:
         raise ValueError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
+    if torchrun and m[1] is not None:
+        raise ValueError(f"{spec} asked under torchrun: every process takes cuda:LOCAL_RANK, so give "
+                         f"--device cuda (or auto) and choose the GPUs with CUDA_VISIBLE_DEVICES")
     if torch.version.cuda is None:
         raise ValueError(f"{spec} asked, this torch build has no CUDA (torch {torch.__version__}): install a CUDA "
                          f"build of torch (python install.py on the GPU machine) or use --device cpu")
@@ -37,9 +40,6 @@ def resolve(spec: str = "auto") -> torch.device:
     if visible == 0:
         raise ValueError(f"{spec} asked, no CUDA GPU is visible (is the driver loaded? is CUDA_VISIBLE_DEVICES "
                          f"empty?): use --device cpu")
-    if torchrun and m[1] is not None:
-        raise ValueError(f"{spec} asked under torchrun: every process takes cuda:LOCAL_RANK, so give "
-                         f"--device cuda (or auto) and choose the GPUs with CUDA_VISIBLE_DEVICES")
     index = int(os.environ.get("LOCAL_RANK", "0")) if torchrun else int(m[1] or 0)
     if index >= visible:
         asked = f"cuda:{index}" + (" (torchrun's LOCAL_RANK)" if torchrun else "")

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         steps = args.steps or (max(1, round(args.epochs * len(train) / args.batch)) if args.epochs else 300)
         out = os.path.abspath(args.out or os.path.join("runs", args.model))
         cfg = TrainConfig(model=args.model, out=out, steps=steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                          val_every=args.val_every, save_every=args.save_every, device=str(dev),
+                          val_every=args.val_every, save_every=args.save_every, device=args.device,
                           workers=args.workers, amp=not args.fp32)
         torch.manual_seed(args.seed)
         model = Registry().model(args.model)
