@@ -4,14 +4,18 @@ each seed paper writes them. A batch is the dict of (B, C, H, W) tensors trainin
 
 `progress` is the fraction of the run done, in [0, 1]: the schedules (excitation curriculum, MSIA's
 loss weights) are defined on it so they scale with the run's length.
+
+A fine-tuned model trains with the recipe of the catalogue model it is built on (`base_of`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from training import losses
 
@@ -39,6 +43,10 @@ class Curriculum:
         return 0.0
 
 
+class Diverged(ValueError):
+    """The weights being trained no longer give finite numbers (too high a learning rate)."""
+
+
 class Recipe:
     """Base: the network's single-input alpha, L1 loss, Adam."""
 
@@ -48,9 +56,18 @@ class Recipe:
     def inputs(self, batch: Batch) -> Tensor:
         return batch["src"]
 
+    def training_set(self, items: Dataset, seed: int) -> Dataset:
+        """What the optimiser steps draw from, given training items (composites of training.data, crops
+        of a shot): the items themselves."""
+        return items
+
     def predict(self, net: nn.Module, batch: Batch) -> Tensor:
-        """(B, 1, H, W) alpha for validation."""
-        return net(self.inputs(batch))
+        """(B, 1, H, W) alpha for validation. Raises Diverged when it is not finite."""
+        pha = net(self.inputs(batch))
+        if not bool(torch.isfinite(pha).all()):
+            raise Diverged("the network's alpha is no longer a finite number: the training diverged "
+                           "(try a lower learning rate)")
+        return pha
 
     def loss(self, net: nn.Module, batch: Batch, progress: float) -> tuple[Tensor, dict[str, float]]:
         pha = net(self.inputs(batch))
@@ -138,6 +155,13 @@ class DCNN(Recipe):
 
     lr = 1e-4
 
+    def training_set(self, items: Dataset, seed: int) -> Dataset:
+        """Class-balanced patches (training.data.patches) of up to 16 of the items (composites, or the
+        crops of a fine-tune's shot), their classical alphas solved once per item."""
+        from training.data.patches import DCNNPatches
+
+        return DCNNPatches(items, n_images=min(len(items), 16), seed=seed)
+
     def inputs(self, batch: Batch) -> Tensor:
         from models.base import Sample
         from models.dcnn.model import DCNN as Model
@@ -166,7 +190,34 @@ RECIPES: dict[str, type[Recipe]] = {"bgm": BGM, "bgm_excite": BGMExcite, "lightw
                                     "lightweight_octave": Lightweight, "msia": MSIA, "dcnn": DCNN}
 
 
+def base_of(model: str) -> str:
+    """The catalogue model `model` is built on: itself for a catalogue model, else the `base` named by
+    its weights card (a fine-tune's, models/store.py's search path), followed through fine-tunes of
+    fine-tunes. Raises ValueError for a name that is neither, or cards that name each other."""
+    from models import store
+    from models.catalogue import MODELS
+
+    chain = [model]
+    while chain[-1] not in MODELS:
+        weights = store.find(f"{chain[-1]}{store.WEIGHTS_SUFFIX}")
+        try:
+            card = json.loads(weights.with_suffix(store.CARD_SUFFIX).read_text()) if weights else None
+        except (OSError, ValueError):
+            card = None
+        base = card.get("base") if isinstance(card, dict) else None
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"unknown model {chain[-1]!r}: not a catalogue model, and no fine-tune card on the "
+                             f"weights path names its base")
+        if base in chain:
+            raise ValueError(f"the weights cards of {' -> '.join(chain + [base])} name each other as base")
+        chain.append(base)
+    return chain[-1]
+
+
 def recipe(model: str) -> Recipe:
-    if model not in RECIPES:
-        raise ValueError(f"no training recipe for {model!r}; trainable models: {', '.join(sorted(RECIPES))}")
-    return RECIPES[model]()
+    """The training recipe of `model`, a catalogue model or a fine-tune of one (see `base_of`)."""
+    base = base_of(model)
+    if base not in RECIPES:
+        built = f" (built on {base})" if base != model else ""
+        raise ValueError(f"no training recipe for {model!r}{built}; trainable models: {', '.join(sorted(RECIPES))}")
+    return RECIPES[base]()
