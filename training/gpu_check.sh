@@ -4,8 +4,9 @@
 # Time budget: at most 8 minutes on an H100/H200-class GPU. Planned: precision ~20 s, end to end of the
 # fast models at 1920x1080 and 3840x2160 ~90 s, tensor-only ~30 s, 100 training steps x 6 networks
 # ~90 s, then the CPU solvers' single HD frames (closed_form, knn, dcnn) ~3 min, last, so a slow CPU
-# costs only them. `timeout 470` ends it inside a 10-minute device call either way; every figure is
-# on stderr (bench_gpu.log) as it is measured, the JSON object at the end (bench_gpu.json).
+# costs only them: the bench keeps to 450 s (a CPU solver's frame is skipped with under 100 s left) and
+# `timeout 470` ends it inside a 10-minute device call either way; every figure is on stderr
+# (bench_gpu.log) as it is measured, the JSON object at the end (bench_gpu.json).
 #
 # Here, once, with pip (the GPU image has torch, numpy, opencv, numba, safetensors, prometheus-client
 # but not these; Python 3.12 wheels, about 18 MB):   bash training/gpu_check.sh wheels

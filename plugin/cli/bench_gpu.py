@@ -6,7 +6,7 @@
                (`mattebox serve --devices D`), a RunJob through the client, frames/s from the job's
                summary, at 1920x1080 and 3840x2160 (after a 1-frame job that loads the model). The CPU
                solvers (closed_form, knn, dcnn's inputs) get 1 frame, and no larger size when that
-               would take more than 20 s
+               would take more than 20 s, nor any when less than 100 s is left of the 450 s budget
   tensor       the network's forward alone on the device (as the server runs it: float16 on CUDA),
                batch 1 and batch 8, synchronised, on random input (speed does not depend on the pixels)
   training     100 steps per network with the Trainer on the device (mixed precision, its default
@@ -51,6 +51,8 @@ class Plan:
     frames: int = 32                               # end to end: frames of a timed job (fast models)
     slow_frames: int = 1                           # ... of a CPU solver's job
     slow_limit_s: float = 20.0                     # a CPU solver skips a larger size past this estimate
+    budget_s: float = 450.0                        # the whole command's; a CPU solver's job needs
+    slow_reserve_s: float = 100.0                  # this much of it left, or is skipped
     batch: int = 8                                 # tensor: the batched forward
     repeat: int = 10                               # tensor: timed forwards after 3 warm-up ones
     steps: int = 100                               # training steps per network
@@ -60,7 +62,7 @@ class Plan:
 
 
 QUICK = Plan(check=64, sizes=((96, 54), (128, 72)), frames=2, batch=2, repeat=2, steps=2, crop=64,
-             dcnn_crop=64, train_batch=2)
+             dcnn_crop=64, train_batch=2, budget_s=3600.0)
 
 
 def say(text: str) -> None:
@@ -168,7 +170,7 @@ def job(client, name: str, model, pat: dict[str, str], out: str, frames: int):
     return summary, error
 
 
-def end_to_end(plan: Plan, dev, registry, root: str, names: list[str]) -> list[dict]:
+def end_to_end(plan: Plan, dev, registry, root: str, names: list[str], deadline: float) -> list[dict]:
     from safetensors.torch import save_file
 
     from plugin.cli.connect import server_process
@@ -199,6 +201,9 @@ def end_to_end(plan: Plan, dev, registry, root: str, names: list[str]) -> list[d
                 area = w * h / (plan.sizes[0][0] * plan.sizes[0][1])
                 if slow and per_frame is not None and per_frame * area > plan.slow_limit_s:
                     row["skipped"] = f"about {per_frame * area:.0f} s a frame (CPU solver)"
+                elif slow and time.perf_counter() > deadline - plan.slow_reserve_s:
+                    row["skipped"] = f"the command's {plan.budget_s:.0f} s budget"
+                if "skipped" in row:
                     say(f"end to end {name} {w}x{h}: skipped, {row['skipped']}")
                     continue
                 out = os.path.join(root, "out", name, f"{w}x{h}")
@@ -328,6 +333,14 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def timed(seconds: dict, key: str, measure, *args):
+    """measure(*args), its wall time in seconds[key]."""
+    t = time.perf_counter()
+    result = measure(*args)
+    seconds[key] = round(time.perf_counter() - t, 1)
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -345,21 +358,19 @@ def run(args: argparse.Namespace) -> int:
     registry = Registry()
     fast = [n for n in MODELS if n not in SLOW]
     t0 = time.perf_counter()
+    deadline = t0 + plan.budget_s
     say(f"{device.name(dev)} ({dev}), {'quick' if args.quick else 'full'} plan")
     with tempfile.TemporaryDirectory(prefix="mattebox-bench-gpu-") as root:
         report = {"device": str(dev), "hardware": device.name(dev), "torch": torch.__version__, "quick": args.quick,
                   "plan": asdict(plan), "goal_max_diff": GOAL}
         seconds = report["section_seconds"] = {}
-        for key, measure in (("precision", lambda: precision(plan, dev, registry)),
-                             ("end_to_end", lambda: end_to_end(plan, dev, registry, os.path.join(root, "fast"), fast)),
-                             ("tensor", lambda: tensor(plan, dev, registry)),
-                             ("training", lambda: training(plan, dev, registry, root)),
-                             ("end_to_end_slow", lambda: end_to_end(plan, dev, registry, os.path.join(root, "slow"),
-                                                                    list(SLOW)))):
-            t = time.perf_counter()
-            report[key] = measure()
-            seconds[key] = round(time.perf_counter() - t, 1)
-    report["end_to_end"] += report.pop("end_to_end_slow")
+        report["precision"] = timed(seconds, "precision", precision, plan, dev, registry)
+        report["end_to_end"] = timed(seconds, "end_to_end", end_to_end, plan, dev, registry,
+                                     os.path.join(root, "fast"), fast, deadline)
+        report["tensor"] = timed(seconds, "tensor", tensor, plan, dev, registry)
+        report["training"] = timed(seconds, "training", training, plan, dev, registry, root)
+        report["end_to_end"] += timed(seconds, "end_to_end_slow", end_to_end, plan, dev, registry,
+                                      os.path.join(root, "slow"), list(SLOW), deadline)  # last: slow on a slow CPU
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(report) if args.json else table(report), flush=True)
     return 0
