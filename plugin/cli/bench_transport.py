@@ -1,7 +1,8 @@
 """`mattebox bench transport`: move a 4K half-float RGB frame in and a half-float alpha out through a
 real server (its own process) running the null model, by unary message, chunked stream and shared
 memory, beside the memcpy floor measured in this process (one copy of the frame plus one of the
-alpha: the least any transport must do). Shared memory twice: by a sealed memfd, which the server
+alpha: the least any transport must do), timed once right after each shared-memory frame so
+that a busy machine slows both alike. Shared memory twice: by a sealed memfd, which the server
 maps (the client library's default), and by a file in /dev/shm, which it copies in and out (the
 fallback). Figures are medians in milliseconds; each transport's ratio to the floor beside it (the
 goal for shared memory: 2x or less)."""
@@ -18,13 +19,15 @@ from plugin.cli.connect import spawn_server
 from plugin.client.connection import Client
 
 
-def median_ms(fn, repeat: int) -> float:
+def median_ms(fn, repeat: int, then=lambda: None) -> float:
+    """fn's median time in ms over `repeat` calls after a warm-up; `then` is called (untimed) after each."""
     fn()  # warm-up: connection, region registration, first allocation
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
+        then()
     return statistics.median(times) * 1000
 
 
@@ -35,11 +38,16 @@ def run(args: argparse.Namespace) -> int:
     alpha = np.zeros((height, width), np.float16)
     frame_copy, alpha_copy = np.empty_like(frame), np.empty_like(alpha)
 
+    floor_ms: list[float] = []
+
     def memcpy():
+        t = time.perf_counter()
         np.copyto(frame_copy, frame)
         np.copyto(alpha_copy, alpha)
+        floor_ms.append((time.perf_counter() - t) * 1000)
 
-    figures = {"memcpy_ms": median_ms(memcpy, repeat)}
+    memcpy()  # warm-up: the copies' pages
+    figures = {}
     server = spawn_server() if not args.server else None
     address = server.__enter__() if server else args.server
     try:
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 c.shm_memfd = memfd
                 # like the floor, shared memory copies the alpha into a buffer reused from frame to frame
                 figures[key] = median_ms(lambda: c.matte_shared("null", frame, colour_space="sRGB", out=alpha_copy),
-                                         repeat)
+                                         repeat, then=memcpy)
                 memfd_used = memfd_used or c.shm_memfd  # False: no memfd here, or the server refused it
         with Client(address) as c:
             for key, send in (("stream_ms", c.matte_stream), ("unary_ms", c.matte)):
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server:
             server.__exit__(None, None, None)
-    figures = {k: round(v, 2) for k, v in figures.items()}
+    figures = {k: round(v, 2) for k, v in {"memcpy_ms": statistics.median(floor_ms[1:]), **figures}.items()}
     floor = figures["memcpy_ms"]
     if args.json:
         print(json.dumps({"size": f"{width}x{height}", **figures, "shm_memfd": memfd_used,
