@@ -197,3 +197,22 @@ def test_finetune_as_a_server_side_job_streams_progress(tmp_path, monkeypatch, m
         with pytest.raises(grpc.RpcError) as err:
             list(c.finetune(outside, timeout=60))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_init_continues_from_a_weights_file_and_says_so_on_the_card(tmp_path):
+    """--init: a new run starts from an earlier run's weights (0 steps: it leaves them as they were), and
+    its card names the file, its digest and that file's own card."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = [sys.executable, "-m", "plugin.cli.main", "train", "--model", "msia", "--batch", "2", "--crop", "64",
+              "--val-every", "2", "--progress", "json"]
+    r = subprocess.run(common + ["--steps", "2", "--out", str(first)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(common + ["--steps", "1", "--lr", "1e-12", "--out", str(second), "--init", str(first / "msia.safetensors")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before, after = load_file(str(first / "msia.safetensors")), load_file(str(second / "msia.safetensors"))
+    weights = [k for k in before if before[k].is_floating_point() and "running" not in k]
+    assert max((before[k] - after[k]).abs().max().item() for k in weights) < 1e-6  # lr 1e-12: the --init weights
+    card = json.loads((second / "msia.json").read_text())
+    assert card["init"]["weights"] == str(first / "msia.safetensors")
+    assert card["init"]["digest"].startswith("sha256:") and card["init"]["card"]["steps"] == 2
