@@ -82,33 +82,62 @@ class PhotoForegrounds:
     all of input/ that have a gt/ file. `self.names` lists them, sorted.
     """
 
+    #: what one item is made of, and the folder's layout, for messages
+    pair, layout = "input/gt pair", "input/*.png with a matching gt/*.png"
+    #: the data's terms when the folder's own documentation states them ("" = not known here)
+    licence = ""
+
     def __init__(self, folder: str | Path, names: Sequence[str] | None = None):
         self.folder = Path(folder)
-        found = sorted(p.stem for p in (self.folder / "input").glob("*.png")
-                       if (self.folder / "gt" / p.name).is_file())
+        found = self.find()
         if names is not None:
             missing = sorted(set(names) - set(found))
             if missing:
-                raise ValueError(f"{self.folder}: no input/gt pair for {', '.join(missing)}")
-            found = sorted(set(names))
+                raise ValueError(f"{self.folder}: no {self.pair} for {', '.join(missing)}")
+            found = {n: found[n] for n in names}
         if not found:
-            raise ValueError(f"{self.folder}: no input/*.png with a matching gt/*.png")
-        self.names = found
+            raise ValueError(f"{self.folder}: no {self.layout}")
+        self.names = sorted(found)
+        self.files = found
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def find(self) -> dict[str, tuple[Path, Path]]:
+        """Every item of the folder: name -> (image file, alpha file)."""
+        return {p.stem: (p, self.folder / "gt" / p.name) for p in (self.folder / "input").glob("*.png")
+                if (self.folder / "gt" / p.name).is_file()}
+
+    def held_out(self, given: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The validation split: the names given (--val-names), else the default one (`held_out`)."""
+        return tuple(given) if given else held_out(self.names)
+
+    def subset(self, names: Sequence[str]) -> PhotoForegrounds:
+        """The same source over some of its names (ValueError for names it lacks)."""
+        return type(self)(self.folder, names)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if i not in self._cache:
-            name = self.names[i] + ".png"
-            src = read_srgb(self.folder / "input" / name)
-            pha = read_matte(self.folder / "gt" / name)
+            image, alpha = self.files[self.names[i]]
+            src = read_srgb(image)
+            pha = read_matte(alpha)
             if pha.shape != src.shape[:2]:
-                raise ValueError(f"{self.folder}: gt/{name} is not the size of input/{name}")
+                raise ValueError(f"{self.folder}: {alpha.relative_to(self.folder)} is not the size of "
+                                 f"{image.relative_to(self.folder)}")
             fgr = np.clip(estimate_foreground_ml(src, pha), 0, 1).astype(np.float32)
             self._cache[i] = fgr, pha
         return self._cache[i]
+
+
+def foreground_folder(folder: str | Path, names: Sequence[str] | None = None) -> PhotoForegrounds:
+    """The foregrounds of a --data folder, by its layout: composition1k's (crops/, full/ of
+    NAME_image.png + NAME_alpha.png: training.data.composition1k), else alphamatting's (input/, gt/)."""
+    from training.data.composition1k import Composition1kForegrounds, is_composition1k
+
+    if is_composition1k(folder):
+        return Composition1kForegrounds(folder, names)
+    return PhotoForegrounds(folder, names)
 
 
 def held_out(names: Sequence[str]) -> tuple[str, ...]:
