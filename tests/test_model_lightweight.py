@@ -182,3 +182,18 @@ def test_runs_through_the_model_contract(weights_dir):
     assert alpha.shape == (37, 53)
     assert alpha.dtype == np.float32
     assert 0 <= alpha.min() and alpha.max() <= 1
+
+
+def test_the_octave_stream_reading_trains_from_the_command_line(tmp_path):
+    """`mattebox train --model lightweight_octave`: the second reading trains on the same recipe and
+    writes its own weights file, which loads into its network (and not into the other reading's)."""
+    from safetensors.torch import load_file
+
+    from plugin.cli.main import main
+
+    assert main(["train", "--model", "lightweight_octave", "--steps", "2", "--batch", "2", "--crop", "64",
+                 "--val-every", "2", "--out", str(tmp_path), "--progress", "json"]) == 0
+    state = load_file(tmp_path / "lightweight_octave.safetensors")
+    LightweightOctave().build().load_state_dict(state)
+    with pytest.raises(RuntimeError):
+        Lightweight().build().load_state_dict(state)
