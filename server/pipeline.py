@@ -136,7 +136,7 @@ class Pipeline:
             if opts.foreground:
                 fgr = _unmix(prepared.raw, alpha.astype(np.float32, copy=False), prepared.report).astype(out)
             report = prepared.report
-            return Matted(alpha.astype(out), fgr, None if report is None else _alignment(report))
+            return Matted(alpha.astype(out, copy=False), fgr, None if report is None else _alignment(report))
         except Exception as err:
             raise failure(prepared.name, err) from None
 
