@@ -20,8 +20,9 @@ TRAINABLE = ("bgm", "bgm_excite", "dcnn", "lightweight", "lightweight_octave", "
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=TRAINABLE)
-    p.add_argument("--data", default="", metavar="DIR",
-                   help="foregrounds: a folder with input/ and gt/ images (alphamatting layout); "
+    p.add_argument("--data", action="append", default=[], metavar="DIR",
+                   help="foregrounds: a folder in alphamatting's layout (input/, gt/) or composition1k's (crops/, "
+                        "full/); repeat to train on several, each holding out its own validation split; "
                         "default: procedural subjects")
     p.add_argument("--backgrounds", default="", metavar="DIR",
                    help="background photos (every .png/.jpg below DIR); default: procedural")
@@ -60,9 +61,10 @@ def datasets(args: argparse.Namespace):
     from training.data.sources import PhotoBackgrounds, SyntheticBackgrounds, SyntheticForegrounds, foreground_folder
 
     if args.data:  # alphamatting's layout, or composition1k's (held out by object)
-        fgs = foreground_folder(args.data)
-        val = fgs.held_out(args.val_names.split(",") if args.val_names else None)
-        train_fg, val_fg = fgs.subset([n for n in fgs.names if n not in val]), fgs.subset(val)
+        from training.data.joined import JoinedForegrounds
+
+        fgs = JoinedForegrounds([foreground_folder(d) for d in args.data])
+        train_fg, val_fg = fgs.split(args.val_names.split(",") if args.val_names else None)
     else:
         train_fg, val_fg = SyntheticForegrounds(16, seed=args.seed), SyntheticForegrounds(4, seed=args.seed + 1000)
     if args.backgrounds:
@@ -80,7 +82,7 @@ def data_card(args: argparse.Namespace, val) -> dict:
     """Where the training and validation composites came from, and under what terms."""
     ours = "procedural (training.synthetic)"
     photos = args.data or args.backgrounds
-    return {"foregrounds": args.data or ours, "backgrounds": args.backgrounds or ours,
+    return {"foregrounds": ", ".join(args.data) or ours, "backgrounds": args.backgrounds or ours,
             "validation_foregrounds": getattr(val.fgs, "names", None),  # photo foregrounds have names
             "licence": args.data_licence or getattr(val.fgs, "licence", "") or (
                 "not stated (record it with --data-licence)" if photos else
