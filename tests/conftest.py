@@ -36,6 +36,21 @@ DTYPES = ("uint8", "uint16", "float16", "float32")
 
 
 @pytest.fixture(scope="session", autouse=True)
+def finetune_runs_in_a_temporary_folder(tmp_path_factory):
+    """Server-side fine-tunes keep their run folders ($MATTEBOX_RUNS, else ~/.cache): a test's, in its
+    session's temporary folder (servers and the processes they start inherit the setting)."""
+    import os
+
+    before = os.environ.get("MATTEBOX_RUNS")
+    os.environ["MATTEBOX_RUNS"] = str(tmp_path_factory.mktemp("finetune-runs"))
+    yield
+    if before is None:
+        del os.environ["MATTEBOX_RUNS"]
+    else:
+        os.environ["MATTEBOX_RUNS"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def shipped_weights_untouched():
     """No test may add, change or remove a file in the repository's models/weights/ (a test that trains
     or fine-tunes writes into its own folder: the weights_dir fixture and $MATTEBOX_WEIGHTS)."""
