@@ -97,12 +97,14 @@ class FinetuneTask(job.Task):
             if event["event"] == "step":
                 self.losses.append((event["step"], event["loss"]))
                 self.report(event["percent"], "step %d of %d, loss %.4f" % (event["step"], event["total"], event["loss"]))
-            elif event["event"] in ("done", "error"):
+            elif event["event"] in ("done", "kept_base", "error"):
                 result.update(event)
 
         ran = self.follow(plan.args(), on_event)
         if self.cancelled:
             return "fine-tune cancelled"
+        if result.get("event") == "kept_base":  # no step beat the base on the held-back frames
+            return "%s kept: %s" % (plan.base, result.get("message", "no step beat it; nothing installed"))
         if result.get("event") != "done":
             raise job.Refused("fine-tune failed: %s" % (result.get("message") or ran.failure()))
         self.models = catalog.fetch(self.cfg)
