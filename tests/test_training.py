@@ -216,3 +216,15 @@ def test_init_continues_from_a_weights_file_and_says_so_on_the_card(tmp_path):
     card = json.loads((second / "msia.json").read_text())
     assert card["init"]["weights"] == str(first / "msia.safetensors")
     assert card["init"]["digest"].startswith("sha256:") and card["init"]["card"]["steps"] == 2
+
+
+def test_time_budget_ends_the_run_validated_and_saved(tmp_path):
+    """--minutes: the run stops at the first step past the budget, with a validation, weights and a card
+    that says how far it got of the planned steps."""
+    r = subprocess.run([sys.executable, "-m", "plugin.cli.main", "train", "--model", "msia", "--steps", "500",
+                        "--batch", "2", "--crop", "48", "--val-every", "100", "--minutes", "0.0001",
+                        "--out", str(tmp_path), "--progress", "json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = json.loads((tmp_path / "msia.json").read_text())
+    assert card["steps"] == 1 and card["planned_steps"] == 500 and card["validation"]["step"] == 1
+    assert (tmp_path / "checkpoint.safetensors").exists() and (tmp_path / "msia.safetensors").exists()

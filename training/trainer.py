@@ -56,6 +56,9 @@ class TrainConfig:
     #: starved, and 0 on the CPU, where workers would take cores from the training's own threads
     workers: int | None = None
     amp: bool = True  # mixed precision on CUDA (bf16 where the GPU has it, else fp16); the CPU trains in fp32
+    #: a time budget (0: none): the run ends at the first step boundary past it, validated and saved like
+    #: a last step; schedules keep their planned length (`steps`), so size `steps` to fit the budget
+    minutes: float = 0.0
 
 
 @dataclass
@@ -237,7 +240,7 @@ class Trainer:
             if self.on_step:
                 self.on_step(StepReport(step + 1, self.cfg.steps, self.history["loss"][-1][1], parts,
                                         done / (time.perf_counter() - t0)))
-            last = step + 1 == self.cfg.steps
+            last = step + 1 == self.cfg.steps or self.out_of_time(time.perf_counter() - t)
             stop = False
             if (step + 1) % self.cfg.val_every == 0 or last:
                 m = self.validate(step + 1)
@@ -245,7 +248,7 @@ class Trainer:
             self.seconds += time.perf_counter() - t
             if (step + 1) % self.cfg.save_every == 0 or last or stop:
                 self.save(step + 1)
-            if stop:
+            if stop or last:
                 break
         del batches  # its worker processes end with it
         digests = [self.digest()]
@@ -254,10 +257,21 @@ class Trainer:
                 dist.broadcast(buf, 0)
             digests = [None] * self.world
             dist.all_gather_object(digests, self.digest())
-        return {"steps": self.cfg.steps, "seconds": round(self.seconds, 1), "digests": digests,
+        done_steps = self.history["loss"][-1][0] if self.history["loss"] else start
+        return {"steps": self.cfg.steps, "steps_done": done_steps, "seconds": round(self.seconds, 1), "digests": digests,
                 "loss": self.history["loss"][-1][1] if self.history["loss"] else None,
                 "metrics": self.history["metrics"][-1] if self.history["metrics"] else None, "best": self.best,
                 "device": str(self.device), "precision": self.precision, "workers": self.workers}
+
+    def out_of_time(self, step_seconds: float) -> bool:
+        """Whether the time budget (cfg.minutes) is spent, counting the step just run; the same answer
+        in every process of a data-parallel run (rank 0's clock decides)."""
+        if not self.cfg.minutes:
+            return False
+        spent = torch.tensor([float(self.seconds + step_seconds >= 60 * self.cfg.minutes)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(spent, 0)
+        return bool(spent.item())
 
     def digest(self) -> str:
         """SHA-256 of the network's weights: the same in every process of a data-parallel run."""

@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data-loading processes (default: min(4, cores - 1) on CUDA, 0 on the CPU)")
     p.add_argument("--fp32", action="store_true", help="train in float32 on CUDA too (default: mixed precision, "
                                                        "bf16 where the GPU has it, else fp16 with loss scaling)")
+    p.add_argument("--minutes", type=float, default=0, help="a time budget: end, validated and saved, at the "
+                   "first step past it (the card says where); schedules keep the --steps length")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--out", default="", help="run folder (default runs/<model>)")
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         out = os.path.abspath(args.out or os.path.join("runs", args.model))
         cfg = TrainConfig(model=args.model, out=out, steps=steps, batch=args.batch, lr=args.lr, seed=args.seed,
                           val_every=args.val_every, save_every=args.save_every, device=args.device,
-                          workers=args.workers, amp=not args.fp32)
+                          workers=args.workers, amp=not args.fp32, minutes=args.minutes)
         torch.manual_seed(args.seed)
         model = Registry().model(args.model)
         net = model.build()
@@ -175,12 +177,12 @@ def run(args: argparse.Namespace) -> int:
         if rank == 0:
             weights = os.path.join(out, model.weights)
             best = trainer.restore_best()  # the weights written (and installed): the best validation's
-            card = {"model": args.model, "steps": steps, "seconds": summary["seconds"], "hardware": device.name(dev),
+            card = {"model": args.model, "steps": summary["steps_done"], "planned_steps": steps, "seconds": summary["seconds"], "hardware": device.name(dev),
                     "device": summary["device"], "precision": summary["precision"],
                     "processes": dist.get_world_size() if dist.is_initialized() else 1,
-                    "init": _init_card(args.init), "data": data_card(args, val), "weights_step": best["step"] if best else steps,
+                    "init": _init_card(args.init), "data": data_card(args, val), "weights_step": best["step"] if best else summary["steps_done"],
                     "validation": best or summary["metrics"],
-                    "final": {"step": steps, "loss": summary["loss"], "validation": summary["metrics"]},
+                    "final": {"step": summary["steps_done"], "loss": summary["loss"], "validation": summary["metrics"]},
                     "weights_sha256_per_process": summary["digests"]}  # of the final step: every process agrees
             checkpoint.save_weights(weights, net, card)
             with open(os.path.splitext(weights)[0] + ".json", "w") as f:
