@@ -3,6 +3,8 @@
 MODELS = {
     "closed_form": "models.classical.closed_form:ClosedForm",
     "knn": "models.classical.knn:KNN",
+    "closed_form_pymatting": "models.classical.reference:ClosedFormPymatting",
+    "knn_pymatting": "models.classical.reference:KNNPymatting",
     "difference": "models.classical.difference:Difference",
     "null": "models.null:Null",
     "dcnn": "models.dcnn.model:DCNN",

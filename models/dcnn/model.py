@@ -8,14 +8,15 @@ The network refines two classical mattes: it reads the image and the alphas of c
     x: (H, W, 5) float32 in [0, 1]: src RGB, closed-form alpha, KNN alpha
 
 so the exported TorchScript module (`torchscript()`) takes those 5 channels, not a trimap: the
-classical solvers are sparse linear systems in pymatting/numba and cannot run inside TorchScript. A
-host that runs the exported module must compute both alphas itself. The network normalises the RGB
-itself (see network.py), so the 5 channels are plain RGB in [0, 1] plus the two alphas.
+classical solvers (models/classical: sparse systems, a k-d tree search on a CPU) cannot run inside
+TorchScript. A host that runs the exported module must compute both alphas itself. The network
+normalises the RGB itself (see network.py), so the 5 channels are plain RGB in [0, 1] plus the two
+alphas.
 
 Choices the paper leaves open, and what we do:
-- Initial alphas: the paper uses the original authors' code with default parameters. We call the
-  project's `closed_form` and `knn` models (pymatting with its defaults: 3x3 windows, epsilon 1e-7,
-  lambda 100; KNN on RGB + position features with 20 and 10 neighbours, where Chen et al. use HSV).
+- Initial alphas: the paper uses the original authors' code with default parameters. We use the
+  project's closed-form and KNN solvers (models/classical: pymatting's systems, 3x3 windows, epsilon
+  1e-7; KNN on RGB + position features with 20 and 10 neighbours, where Chen et al. use HSV).
 - Normalisation I / |I| is computed on display-referred sRGB in [0, 1], inside the network; the
   magnitude is clamped below at 1e-3, so black pixels give 0 instead of NaN.
 - The 6-pixel zero padding is applied to all 5 channels after normalisation.
@@ -38,7 +39,7 @@ alphas of every training image must be computed once, before patches are cut.
 
 Sizes: 44,160 parameters, about 23.4 GFLOPs at 512x512. The paper's network is already small, so
 the default configuration is the paper's one (DCNNConfig()) on CPU and accelerator alike; the time
-goes into the classical solvers (pymatting on 2 cores: closed-form HD 8.6 s, KNN HD 47.6 s).
+goes into the classical solvers (`mattebox bench classical` has their figures).
 """
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ import numpy as np
 from torch import nn
 
 from models.base import IMAGE, TRIMAP, Sample
-from models.classical.closed_form import ClosedForm
-from models.classical.knn import KNN
+from models.classical.closed_form import closed_form
+from models.classical.knn import knn
 from models.dcnn.network import CHANNELS, DCNNConfig, DCNNNet
 from models.network import NetworkModel
 
@@ -64,8 +65,9 @@ class DCNN(NetworkModel):
         return DCNNNet(self.config)
 
     def pack(self, sample: Sample) -> np.ndarray:
-        """A prepared Sample -> (H, W, 5) float32 in [0, 1]: src RGB, closed-form alpha, KNN alpha."""
-        alphas = [solver.run([sample])[0] for solver in (ClosedForm(), KNN())]
+        """A prepared Sample -> (H, W, 5) float32 in [0, 1]: src RGB, closed-form alpha, KNN alpha,
+        both solved on the network's device (models/classical)."""
+        alphas = [solve(sample.image, sample.trimap, self.device).alpha for solve in (closed_form, knn)]
         return np.dstack([sample.image, *alphas]).astype(np.float32, copy=False)
 
     def run(self, batch: list[Sample]) -> list[np.ndarray]:
