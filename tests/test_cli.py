@@ -135,6 +135,28 @@ def test_serve_refuses_a_public_bind_without_token():
     assert r.returncode == 2 and "token" in r.stderr
 
 
+def test_a_stopped_matte_reports_every_frame_it_leaves_on_disk(tmp_path, server):
+    """A host stops `mattebox matte` (SIGTERM) mid-job: the job stops on the server, the frames already on
+    their way are finished and reported, and the frames on disk are exactly the ones reported done."""
+    shot = make_shot(320, 180, 1, seed=2)
+    images.write_rgb(tmp_path / "src.exr", shot.image[0].astype(np.float16))
+    images.write_rgb(tmp_path / "tri.png", trimap_from_alpha(shot.alpha[0], band=20)[..., None].repeat(3, 2))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "matte", "--server", server.address,
+                             "--model", "knn", "--input", str(tmp_path / "src.exr"), "--trimap", str(tmp_path / "tri.png"),
+                             "--output", str(out / "a.####.exr"), "--frames", "1-200", "--progress", "json"],
+                            stdout=subprocess.PIPE, text=True)
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "frame" and len(events) == 2:
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    assert events[-1]["event"] == "done" and events[-1]["cancelled"]
+    reported = sorted(os.path.basename(e["output"]) for e in events if e["event"] == "frame")
+    assert 1 <= len(reported) < 200 and sorted(os.listdir(out)) == reported
+
+
 def test_sigterm_finishes_the_frame_in_flight_and_leaves_no_half_files(tmp_path):
     """A server stopped mid-job: the job ends, every alpha on disk is complete, no temp files remain."""
     src = tmp_path / "src.exr"

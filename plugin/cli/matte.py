@@ -124,7 +124,7 @@ def _path_mode(c, args, paths, first, last, options, progress: Progress) -> int:
                         options=options, colour_space=args.colour_space, matte_channel=args.matte_channel,
                         skip_existing=args.skip_existing, **paths)
     call = c.run_job(req)
-    previous = signal.signal(signal.SIGTERM, lambda *_: call.cancel())  # a host stops us: stop the server's work too
+    previous = signal.signal(signal.SIGTERM, _Stop(c, call, req.job_id))
     try:
         summary = follow_job(call, progress)
     except grpc.RpcError as err:
@@ -140,6 +140,41 @@ def _path_mode(c, args, paths, first, last, options, progress: Progress) -> int:
     if summary is None or summary.cancelled:
         return 130
     return 1 if summary.failed else 0
+
+
+#: seconds a job asked to stop (a host's SIGTERM) has to report its frames in flight before the call is dropped
+STOP_GRACE_S = 20.0
+
+
+class _Stop:
+    """A host stops us (SIGTERM): ask the server to stop the job (CancelJob) and go on reading its events,
+    so the frames it still finishes and writes (those already on their device) are reported like the
+    others and what is on disk is what the host was told. The call is dropped after STOP_GRACE_S, at
+    once if the server cannot be asked, and at a second SIGTERM."""
+
+    def __init__(self, c, call, job_id: str):
+        self.c, self.call, self.job_id, self.asked = c, call, job_id, False
+
+    def __call__(self, *_signal) -> None:
+        import threading
+
+        if self.asked:
+            self.call.cancel()
+            return
+        self.asked = True
+        threading.Thread(target=self._ask, daemon=True).start()
+
+    def _ask(self) -> None:
+        import threading
+
+        try:
+            self.c.cancel_job(self.job_id)
+        except Exception:  # the server is gone or refuses: drop the call instead
+            self.call.cancel()
+            return
+        timer = threading.Timer(STOP_GRACE_S, self.call.cancel)
+        timer.daemon = True
+        timer.start()
 
 
 def _frames_here(c, args, paths, first, last, options, transport, progress: Progress) -> int:
