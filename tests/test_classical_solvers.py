@@ -159,6 +159,22 @@ def test_device_argument_on_the_cpu():
     assert np.array_equal(model.run([model.prepare(Sample(image=img, trimap=tri))])[0], by_name.alpha)
 
 
+def test_brute_force_search_finds_the_k_d_tree_s_neighbours(monkeypatch):
+    """The CUDA neighbour search (a chunked brute force), run on the CPU, against the CPU's k-d tree."""
+    from models.classical import neighbours
+
+    monkeypatch.setattr(neighbours, "CHUNK", 2000 * 37)  # 37 queries a chunk: chunks and a last short one
+    rng = np.random.default_rng(1)
+    img = torch.from_numpy(rng.random((40, 50, 3), dtype=np.float32))
+    for k, weight in ((20, 2.0), (10, 0.1)):
+        f = neighbours.features(img, weight)
+        queries = f[::7]
+        tree = neighbours.nearest(f, queries, k)
+        brute = neighbours.brute_force(f, queries, k)
+        assert torch.equal(tree[:, 0], torch.arange(0, len(f), 7))  # a pixel is its own nearest neighbour
+        assert torch.equal(torch.sort(brute, 1).values, torch.sort(tree, 1).values)
+
+
 def test_pymatting_models_are_listed_and_run():
     registry = Registry()
     img, tri, _ = _generated()

@@ -15,7 +15,7 @@ from models.base import IMAGE, TRIMAP, MattingModel, Sample
 from models.classical.laplacian import unknown_system
 from models.classical.multigrid import hierarchy, precondition
 from models.classical.pcg import Stop, pcg
-from models.classical.solution import Solution, check_trimap
+from models.classical.solution import Solution, check_trimap, solver_threads
 
 #: CG's stop: relative residual 1e-4 (`mattebox bench classical`: SAD within 1 % of pymatting's at
 #: 1e-7, and mean |alpha - pymatting's| over the unknown pixels below 1e-3 on held-out photos)
@@ -52,7 +52,7 @@ def closed_form(image: np.ndarray, trimap: np.ndarray, device: str | torch.devic
     (y0, y1), (x0, x1) = _box(trimap == 0.5, margin=2)
     img = torch.as_tensor(np.ascontiguousarray(image[y0:y1, x0:x1]), device=device).to(torch.float64)
     tri = torch.as_tensor(np.ascontiguousarray(trimap[y0:y1, x0:x1]), device=device).to(torch.float64)
-    with torch.inference_mode():
+    with torch.inference_mode(), solver_threads(device):
         a, diag, rhs, ys, xs = unknown_system(img, tri)
         levels = hierarchy(a, diag, ys, xs, img[ys, xs], dtype)
         start = None

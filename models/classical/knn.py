@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from models.base import IMAGE, TRIMAP, MattingModel, Sample
 from models.classical.neighbours import features, nearest
 from models.classical.pcg import Stop, pcg
-from models.classical.solution import Solution, check_trimap
+from models.classical.solution import Solution, check_trimap, solver_threads
 from models.classical.sparse import csr
 
 #: (neighbours, spatial weight) of the two neighbour sets (pymatting's defaults)
@@ -66,7 +66,7 @@ def knn(image: np.ndarray, trimap: np.ndarray, device: str | torch.device = "cpu
         return Solution(trimap.astype(np.float32), 0, 0.0)
     h, w = trimap.shape
     reach = max(2, round(REACH * max(h, w))) if reach is None else reach
-    with torch.inference_mode():
+    with torch.inference_mode(), solver_threads(device):
         img = torch.as_tensor(np.ascontiguousarray(image), device=device)
         tri = torch.as_tensor(np.ascontiguousarray(trimap), device=device).to(torch.float32)
         unknown = (tri == 0.5).reshape(-1)
@@ -110,12 +110,17 @@ def _system(targets: torch.Tensor, sources: torch.Tensor, unknown: torch.Tensor,
     # links out of unknown pixels: S_UU (m, m) with the known targets' values to the right-hand side
     out = targets[node[sources] < m]  # rows in the unknown pixels' order (sources are row-major)
     rhs += known[out].sum(1)
-    cols = node[out]
+    cols = node[out]  # (m, K), m where the target is known
     inside = cols < m
-    s_uu = csr(F.pad(inside.sum(1).cumsum(0), (1, 0)), cols[inside], torch.ones(int(inside.sum()), device=us.device,
-                                                                              dtype=dtype), (m, m))
-    s_t = s_uu.t().to_sparse_csr()
+    s_uu = csr(F.pad(inside.sum(1).cumsum(0), (1, 0)), cols[inside],
+               torch.ones(int(inside.sum()), device=us.device, dtype=dtype), (m, m))
     self_links = (cols == torch.arange(m, device=us.device)[:, None]).sum(1)
     diag = (degree - 2 * self_links).to(dtype)
     d = degree.to(dtype)
-    return (lambda x: d * x - s_uu @ x - s_t @ x), diag, rhs.to(dtype), us
+    flat = cols.reshape(-1)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:  # D x - S x - S^T x; S^T x as a scatter, cheaper here
+        spread = x.new_zeros(m + 1).index_add_(0, flat, x[:, None].expand(m, n_k).reshape(-1))  # than S^T
+        return d * x - s_uu @ x - spread[:m]
+
+    return apply, diag, rhs.to(dtype), us

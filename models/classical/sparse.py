@@ -30,8 +30,11 @@ def diagonal_blocks(a: torch.Tensor, b: int) -> torch.Tensor:
     return a.values()[on][order].reshape(-1, b, b)
 
 
-def diagonal(values: torch.Tensor) -> torch.Tensor:
-    """diag(values) as a CSR matrix (n, n), one stored entry per row."""
-    n = len(values)
-    idx = torch.arange(n + 1, device=values.device)
-    return csr(idx, idx[:-1], values, (n, n))
+def add_to_diagonal(a: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """CSR `a` (n, n) with `values` (n,) added to its diagonal, in place; every diagonal entry must be
+    stored (Galerkin products store them, zeros included). Returns `a`."""
+    on = rows_of(a) == a.col_indices()
+    if int(on.sum()) != a.shape[0]:
+        raise ValueError("the matrix does not store its whole diagonal")
+    a.values()[on] += values[a.col_indices()[on]]
+    return a
