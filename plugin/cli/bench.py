@@ -1,4 +1,4 @@
-"""`mattebox bench transport|models|align|foreground|cli|load|gpu`: benchmarks that print figures (never timed
+"""`mattebox bench transport|models|align|foreground|cli|load|gpu|classical`: benchmarks that print figures (never timed
 tests)."""
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import importlib
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("transport", "models", "align", "foreground", "cli", "load", "gpu"),
+    p.add_argument("what", choices=("transport", "models", "align", "foreground", "cli", "load", "gpu", "classical"),
                    help="transport: 4K frame through the real server by every transport; "
                         "models: ms per frame of every model at 512x512 and 1920x1080; "
                         "align: SAD of plate models with a true, a hand-held and an aligned plate; "
                         "foreground: error of the unmixed foreground composited over a new background; "
                         "cli: wall time of the mattebox command a host plugin runs; "
                         "load: many clients at once by every transport, results checked, overload refusals, RSS; "
-                        "gpu: the device check (fp16/bf16 against fp32, end to end and tensor frames/s, training)")
+                        "gpu: the device check (fp16/bf16 against fp32, end to end and tensor frames/s, training); "
+                        "classical: our closed-form and KNN solvers against pymatting's (seconds, SAD, iterations)")
     p.add_argument("--size", default="", help="transport: frame size WxH (default 3840x2160); load: 256x256")
     p.add_argument("--sizes", default="512x512,1920x1080", help="models: comma-separated WxH sizes")
     p.add_argument("--models", default="",
@@ -36,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="align, foreground: backgrounds per held-out foreground (default 2)")
     p.add_argument("--seed", type=int, default=0, help="align, foreground: seed of composites, plates and moves")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--device", default="", help="gpu: the device to check (default cuda)")
+    p.add_argument("--device", default="",
+                   help="gpu: the device to check (default cuda); classical: our solvers' (default the accelerator)")
     p.add_argument("--quick", action="store_true",
                    help="gpu: the same measurements tiny (at most 128 px, 2 frames, 2 steps)")
 
