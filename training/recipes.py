@@ -156,11 +156,11 @@ class DCNN(Recipe):
     lr = 1e-4
 
     def training_set(self, items: Dataset, seed: int) -> Dataset:
-        """Class-balanced patches (training.data.patches) of up to 16 of the items (composites, or the
-        crops of a fine-tune's shot), their classical alphas solved once per item."""
-        from training.data.patches import DCNNPatches
+        """Class-balanced patches (training.data.patches) of up to N_IMAGES (128) of the items (composites,
+        or the crops of a fine-tune's shot), their classical alphas solved once per item."""
+        from training.data.patches import N_IMAGES, DCNNPatches
 
-        return DCNNPatches(items, n_images=min(len(items), 16), seed=seed)
+        return DCNNPatches(items, n_images=min(len(items), N_IMAGES), seed=seed)
 
     def inputs(self, batch: Batch) -> Tensor:
         from models.base import Sample
