@@ -156,7 +156,7 @@ class DCNN(Recipe):
     lr = 1e-4
 
     def training_set(self, items: Dataset, seed: int) -> Dataset:
-        """Class-balanced patches (training.data.patches) of up to N_IMAGES (128) of the items (composites,
+        """Class-balanced patches (training.data.patches) of up to N_IMAGES (64) of the items (composites,
         or the crops of a fine-tune's shot), their classical alphas solved once per item."""
         from training.data.patches import N_IMAGES, DCNNPatches
 
