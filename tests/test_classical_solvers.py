@@ -146,6 +146,16 @@ def test_bad_trimaps(solve):
         assert out.iterations == 0
 
 
+def test_frames_narrower_than_a_window():
+    """Closed form needs 3x3 windows: a 2-row frame with unknown pixels is refused; KNN solves it."""
+    img = np.random.default_rng(0).random((2, 9, 3), dtype=np.float32)
+    tri = np.tile(np.float32([0, 0.5, 1]), (2, 3))
+    with pytest.raises(ValueError, match="at least 3x3 pixels"):
+        closed_form(img, tri)
+    alpha = knn(img, tri).alpha
+    assert np.all((alpha >= 0) & (alpha <= 1)) and np.array_equal(alpha[tri != 0.5], tri[tri != 0.5])
+
+
 def test_device_argument_on_the_cpu():
     """The solvers take a torch device (a GPU server passes its own); the models run on their load device."""
     img, tri, _ = _generated()

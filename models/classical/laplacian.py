@@ -50,18 +50,20 @@ def window_stats(colours: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor,
     return mean, torch.stack([c00, c01, c02, c11, c12, c22]) / det
 
 
-def unknown_system(image: torch.Tensor, trimap: torch.Tensor, eps: float = EPS, chunk: int = 1 << 13
+def unknown_system(image: torch.Tensor, trimap: torch.Tensor, eps: float = EPS, chunk: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The closed-form system on the unknown pixels, known pixels held at their trimap values:
     L_UU alpha_U = -L_UK t_K (pymatting's estimate_alpha_cf solves the same one).
 
     image: (H, W, 3) float64 in [0, 1]; trimap: (H, W) float64 in {0, 0.5, 1}, with unknown pixels.
     Returns (A: (m, m) float64 sparse CSR, at most 25 entries a row; its diagonal (m,); rhs (m,)
-    float64; ys, xs (m,) the unknown pixels in row-major order, the unknowns' order). Rows go `chunk` at a time: small
-    temporaries, which stay in cache (a fresh large tensor costs more in page faults than its arithmetic).
+    float64; ys, xs (m,) the unknown pixels in row-major order, the unknowns' order). Rows go `chunk`
+    at a time: on a CPU 2^13, small temporaries that stay in cache (a fresh large tensor costs more in
+    page faults than its arithmetic); on a GPU 2^18, few kernel launches.
     """
     h, w = trimap.shape
     dev = image.device
+    chunk = chunk or (1 << 13 if dev.type == "cpu" else 1 << 18)
     ys, xs = torch.nonzero(trimap == 0.5, as_tuple=True)
     m = len(ys)
     step = lambda dy, dx: dy * (w + 4) + dx  # noqa: E731  flat step of an offset on the grid padded by 2

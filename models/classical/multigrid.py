@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from models.classical.pcg import Stop, pcg
-from models.classical.sparse import add_to_diagonal, csr, diagonal_blocks
+from models.classical.sparse import add_to_diagonal, csr, diagonal_blocks, for_products
 
 #: pixels per side of a first-level aggregate, and coarse nodes per side of the later ones
 TILE, MERGE = 4, 3
@@ -69,13 +69,13 @@ def hierarchy(a: torch.Tensor, diag: torch.Tensor, ys: torch.Tensor, xs: torch.T
         p = _prolongation(agg, q, len(coarse_coords))
         pt = p.t().to_sparse_csr()
         smooth = OMEGA * torch.linalg.inv(blocks)
-        levels.append(Level(a.to(dtype), smooth.to(dtype), p.to(dtype), pt.to(dtype)))
+        levels.append(Level(for_products(a, dtype), smooth.to(dtype), for_products(p, dtype), for_products(pt, dtype)))
         # Galerkin product; coarse unknowns the prolongation leaves out get a 1 on the diagonal, so the
         # coarse matrix stays positive definite (their values stay 0 and prolong to nothing)
         a = add_to_diagonal(pt @ (a @ p), (~keep).reshape(-1).to(a.dtype))
         coords, cands, step, b = coarse_coords, new_cands, MERGE, CANDIDATES
         blocks = diagonal_blocks(a, b)
-    levels.append(Level(a.to(dtype), factor=torch.linalg.cholesky(a.to_dense()).to(dtype)))
+    levels.append(Level(for_products(a, dtype), factor=torch.linalg.cholesky(a.to_dense()).to(dtype)))
     return levels
 
 

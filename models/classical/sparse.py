@@ -13,6 +13,15 @@ def csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple
         return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 
+def for_products(a: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """CSR `a` with values in `dtype` and 32-bit indices, the form the solvers multiply vectors by: torch's
+    CSR product with int32 indices is 5x faster on a CPU (MKL's native form; measured on a 19M-entry
+    matrix: 13 ms against 69 ms). Matrix products (Galerkin) stay in int64, which is fast there."""
+    if a._nnz() >= 2**31 - 1:
+        return a.to(dtype)
+    return csr(a.crow_indices().int(), a.col_indices().int(), a.values().to(dtype), a.shape)
+
+
 def rows_of(a: torch.Tensor) -> torch.Tensor:
     """The row index of each stored entry of CSR `a`: (nnz,) int64."""
     crow = a.crow_indices()
