@@ -566,11 +566,11 @@ def test_views_taken_from_a_released_region_stay_valid():
 
 
 def test_region_let_go_while_its_frame_runs_past_its_deadline(srv, frames, expect_status, check_serves):
-    """A frame given up at its deadline goes on in the server (a 128 px closed_form solve takes
-    seconds); its client releases the region and closes its memfd meanwhile. The server neither
+    """A frame given up at its deadline goes on in the server (a 768 px closed_form solve of noise
+    with half the frame unknown takes seconds); its client releases the region and closes its memfd meanwhile. The server neither
     crashes nor keeps the memory once the frame is done, and serves on. (Views that outlive their
     region: test_views_taken_from_a_released_region_stay_valid.)"""
-    size = 128
+    size = 768
     image = np.random.default_rng(3).integers(0, 256, (size, size, 3), np.uint8)
     trimap = np.full((size, size), 128, np.uint8)
     trimap[: size // 4], trimap[-size // 4:] = 0, 255
