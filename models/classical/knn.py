@@ -16,8 +16,8 @@ What we change, both measured against pymatting in `mattebox bench classical`:
 The solve is Jacobi-preconditioned CG in float32 on the unknown pixels: the KNN system is far better
 conditioned than the closed-form one (70-110 iterations on a 1080p frame), and a multigrid does not
 pay here (its coarse levels of this nonlocal graph are denser than the fine one: 15 iterations, each
-costlier, 3x slower in all). Nearly all the time goes into the neighbour search (neighbours.py). pymatting itself stays available as the
-model `knn_pymatting` (reference.py).
+costlier, 3x slower in all). Most of the time goes into the neighbour search (neighbours.py).
+pymatting itself stays available as the model `knn_pymatting` (reference.py).
 """
 from __future__ import annotations
 

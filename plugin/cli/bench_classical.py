@@ -10,11 +10,11 @@ pymatting's numba compilation), SAD against ground truth (models.metrics, / 1000
 pymatting, our SAD over pymatting's, mean |alpha - pymatting's| over the unknown pixels, and our CG
 iterations. Ours runs on --device (default: the accelerator, cuda when there is one), pymatting on
 the CPU in a process of its own: its numba threads keep spinning after a call and would slow ours
-(torch) down by orders of magnitude on a 2-core machine. Then a sequence: the thin frame at 540 lines as a locked-off shot (SEQUENCE frames, the same
-picture under fresh sensor grain), each frame solved from zero and from the previous frame's alpha,
-iterations per frame. Goals (issue 16): SAD <= 1.02x pymatting's; at 1080p on a CPU closed form >= 3x
-and KNN >= 5x faster; on a GPU 1080p closed form < 0.5 s. Progress on stderr; the table (or with
---json one JSON object) on stdout.
+(torch) down by orders of magnitude on a 2-core machine. Then a sequence: the thin frame at 540
+lines as a locked-off shot (SEQUENCE frames, the same picture under fresh sensor grain), each frame
+solved from zero and from the previous frame's alpha, iterations per frame. Goals (issue 16): SAD
+<= 1.02x pymatting's; at 1080p on a CPU closed form >= 3x and KNN >= 5x faster; on a GPU 1080p
+closed form < 0.5 s. Progress on stderr; the table (or with --json one JSON object) on stdout.
 """
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def _measure(names, ours, theirs, device) -> dict:
                          "sad_ratio": round(sad / sad_ref, 4) if sad_ref else 1.0,
                          "mean_diff": round(float(np.abs(sol.alpha - ref)[u].mean()), 5),
                          "iterations": sol.iterations}
-            say(f"  {photo} {band} {name}: ours {s_ours:.2f} s, pymatting {s_ref:.2f} s, SAD {sad:.2f} vs {sad_ref:.2f}")
+            say(f"  {photo} {band} {name}: ours {s_ours:.2f} s, pymatting {s_ref:.2f} s, "
+                f"SAD {sad:.2f} vs {sad_ref:.2f}")
         rows.append(row)
     sequence = _sequence(names, ours, device, say)
     return {"device": device, "lines": LINES, "frames": rows, "sequence": sequence,
@@ -176,8 +177,10 @@ def _print(doc, names) -> None:
                   f"{m['pymatting_s']:>8.2f} {m['speedup']:>7.1f}x {m['sad']:>8.2f} {m['pymatting_sad']:>10.2f} "
                   f"{m['sad_ratio']:>7.3f} {m['mean_diff']:>8.4f} {m['iterations']:>6}")
     seq = doc["sequence"]
-    print(f"\nsequence: {seq['frames']} frames at {seq['size']}, iterations per frame (from zero / from the previous alpha)")
+    print(f"\nsequence: {seq['frames']} frames at {seq['size']}, iterations per frame "
+          "(from zero / from the previous alpha)")
     for n in names:
         m = seq[n]
-        print(f"  {n:<12} {m['cold_iterations']} / {m['warm_iterations']}   {m['cold_s']:.2f} s / {m['warm_s']:.2f} s a frame")
+        print(f"  {n:<12} {m['cold_iterations']} / {m['warm_iterations']}   "
+              f"{m['cold_s']:.2f} s / {m['warm_s']:.2f} s a frame")
     print("\ngoals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in doc["goals"].items()))
