@@ -39,7 +39,7 @@ from models import colour, images, sequence
 from models.base import BACKGROUND, TRIMAP, Sample
 from models.catalogue import MODELS
 
-SLOW = ("closed_form", "knn", "dcnn")  # the pymatting solvers run on the CPU at any device
+SLOW = ("closed_form", "knn", "dcnn", "closed_form_pymatting", "knn_pymatting")  # CPU solvers at any device
 GOAL = 1e-2  # largest alpha difference allowed against float32 (issue 15)
 FIRST = 1001
 

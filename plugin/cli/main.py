@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# Idle OpenMP threads sleep instead of spinning. pymatting's numba kernels (the foreground estimate of
+# training composites, the pymatting reference models) leave spinning threads that slowed the torch
+# convolutions of the same process 2x here, and up to ~500x for small ops on a busy 2-core machine.
+# Set before torch or numba load (they read it once); a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: subcommand -> module under plugin.cli that defines `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
