@@ -22,13 +22,7 @@ if [ "$1" = wheels ]; then
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl $WHEELS
 fi
-PY=${PYTHON:-python3}
-if [ -d .whl ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-[ -f server/api/mattebox_pb2_grpc.py ] || $PY -m grpc_tools.protoc -I . --python_out=. --pyi_out=. \
-  --grpc_python_out=. server/api/mattebox.proto || exit 1
+. training/gpu_env.sh  # PY, the carried wheels, the gRPC code
 OUT=${OUT:-runs/gpu_check}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$OUT/bench_gpu.log"

@@ -32,13 +32,7 @@ if [ "$1" = pack ]; then  # a subset, never committed: .gpu_data is in .git/info
   du -sh $DATA
   exit 0
 fi
-PY=${PYTHON:-python3}
-if [ -d .whl ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-[ -f server/api/mattebox_pb2_grpc.py ] || $PY -m grpc_tools.protoc -I . --python_out=. --pyi_out=. \
-  --grpc_python_out=. server/api/mattebox.proto || exit 1
+. training/gpu_env.sh  # PY, the carried wheels, the gRPC code
 [ -d $DATA ] || { echo "no $DATA: run 'bash training/train_gpu.sh pack' here first and carry it"; exit 2; }
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT" runs/gpu-runs
