@@ -18,7 +18,6 @@ the prepared copies, a network's input tensor and the answers are not counted).
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import time
 from concurrent.futures import CancelledError, Future
@@ -59,9 +58,6 @@ class Prepared:
 class Pipeline:
     def __init__(self, registry: Registry, scheduler: Scheduler):
         self.registry, self.scheduler = registry, scheduler
-        # models.registry's get(name, device) loads one instance per device; a registry without the
-        # argument has one instance, on its own device
-        self._per_device = "device" in inspect.signature(registry.get).parameters
         # networks' inputs are built in the form their devices take (half in pinned memory for CUDA)
         self._pack_for = "cuda" if all(d.startswith("cuda") for d in scheduler.devices) else "cpu"
 
@@ -161,7 +157,7 @@ class Pipeline:
 
     def _run(self, name: str, device: str, batch: list[Sample]) -> list[np.ndarray]:
         """Run on a device worker or the CPU models' lane: the model loaded on `device`, one batch."""
-        model = self.registry.get(name, device) if self._per_device else self.registry.get(name)
+        model = self.registry.get(name, device)
         t = time.perf_counter()
         alphas = model.run(batch)
         INFERENCE.labels(name).observe(time.perf_counter() - t)

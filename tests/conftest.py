@@ -119,8 +119,8 @@ class CountingRegistry(Registry):
         self.started = threading.Event()
         self._count = threading.Lock()
 
-    def get(self, name):
-        model = super().get(name)
+    def get(self, name, device=None):
+        model = super().get(name, device)
         registry = self
 
         class Counted:

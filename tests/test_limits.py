@@ -118,8 +118,8 @@ def test_idle_streams_of_one_peer_leave_health_and_listing_free(make_server, goo
 
 def _gated_registry(gate: threading.Event, started: threading.Event):
     class Gated(Registry):
-        def get(self, name):
-            model = super().get(name)
+        def get(self, name, device=None):
+            model = super().get(name, device)
 
             class Waits:
                 inputs = model.inputs
