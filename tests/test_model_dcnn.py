@@ -30,8 +30,9 @@ def _x(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 def _net(seed: int = 0) -> DCNNNet:
+    """The paper's network as it starts: xavier everywhere (the architecture tests need random weights)."""
     torch.manual_seed(seed)
-    return DCNNNet().eval()
+    return DCNNNet(DCNNConfig(passthrough=False)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,23 @@ def test_receptive_field_is_13_pixels():
 def test_gradients_reach_every_parameter():
     net = _net().train()
     net(_x(2, 37, 53)).mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_starts_as_the_mean_of_its_inputs_and_learns_beyond_it():
+    """Untrained, the default network outputs (closed-form + KNN) / 2 exactly; one Adam step later every
+    parameter has a gradient, so the 62 random channels join in."""
+    torch.manual_seed(0)
+    net, x = DCNNNet(), _x(2, 37, 53)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), x[:, 3:4] / 2 + x[:, 4:5] / 2, atol=1e-6, rtol=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    true = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(1))
+    for _ in range(2):
+        opt.zero_grad()
+        (net(x) - true).square().mean().backward()
+        opt.step()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 

@@ -37,18 +37,21 @@ class BGMConfig:
     ngf: base width (encoders 4 ngf deep at 1/4 resolution)
     blocks: residual blocks in the trunk after Context Switching (>= 1)
     head_blocks: residual blocks at the start of each head
+    residual: the alpha head predicts a correction of S, starting at S (ours, heads.py); False: it
+        predicts alpha itself, as published
 
-    The default is a narrow configuration that trains on a CPU; `FULL` is the published size.
+    The default is a narrow configuration that trains on a CPU; `FULL` is the published network.
     """
 
     ngf: int = 16
     blocks: int = 4
     head_blocks: int = 1
+    residual: bool = True
 
 
 #: the original BGM: ngf = 64, 7 trunk blocks, 3 per head; 17.47 M parameters here (the published
 #: 17.9 M includes the unused motion-cue encoder and its Context Switching branch, 0.43 M)
-FULL = BGMConfig(ngf=64, blocks=7, head_blocks=3)
+FULL = BGMConfig(ngf=64, blocks=7, head_blocks=3, residual=False)
 
 
 class Generator(nn.Module):
@@ -63,7 +66,7 @@ class Generator(nn.Module):
         self.switch = ContextSwitch(ngf)
         self.first = ResBlock(4 * ngf)
         self.rest = res_blocks(4 * ngf, cfg.blocks - 1)
-        self.pha_head = AlphaHead(ngf, cfg.head_blocks)
+        self.pha_head = AlphaHead(ngf, cfg.head_blocks, cfg.residual)
         self.fgr_head = ForegroundHead(ngf, cfg.head_blocks)
 
     def encode(self, src: Tensor, bgr: Tensor, seg: Tensor) -> Tuple[Tensor, Tensor]:
@@ -73,11 +76,11 @@ class Generator(nn.Module):
         hid_seg, _ = self.seg_enc(seg * 2.0 - 1.0)
         return self.switch(hid_src, hid_bgr, hid_seg), skip
 
-    def decode(self, hid: Tensor, skip: Tensor) -> Tuple[Tensor, Tensor]:
-        """Trunk output and skip -> (pha, fgr)."""
-        return self.pha_head(hid), self.fgr_head(hid, skip)
+    def decode(self, hid: Tensor, skip: Tensor, seg: Tensor) -> Tuple[Tensor, Tensor]:
+        """Trunk output, skip and S -> (pha, fgr)."""
+        return self.pha_head(hid, seg), self.fgr_head(hid, skip)
 
     def forward(self, src: Tensor, bgr: Tensor, seg: Tensor) -> Tuple[Tensor, Tensor]:
         """G(I, B', S) -> (pha, fgr), without excitation."""
         hid, skip = self.encode(src, bgr, seg)
-        return self.decode(self.rest(self.first(hid)), skip)
+        return self.decode(self.rest(self.first(hid)), skip, seg)

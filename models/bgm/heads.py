@@ -2,13 +2,17 @@
 
     hid:  (B, 4 ngf, h, w) trunk output
     skip: (B, 2 ngf, 2h, 2w) the image encoder's 1/2-resolution feature (foreground head only)
+    seg:  (B, 1, 4h, 4w) the soft segmentation S in [0, 1] (alpha head only, residual mode)
     pha:  (B, 1, 4h, 4w) alpha in [0, 1]
     fgr:  (B, 3, 4h, 4w) foreground RGB in [0, 1]
 
 Alpha: residual blocks, 2 x (bilinear x2, 3x3 conv, BN, ReLU) 4 ngf -> 2 ngf -> ngf, reflection pad 3
 + 7x7 conv -> 1, tanh. Foreground: residual blocks, (bilinear x2, 3x3 conv) 4 ngf -> 2 ngf, concat the
 skip, (bilinear x2, 3x3 conv) 4 ngf -> ngf, reflection pad 3 + 7x7 conv -> 3, tanh. The tanh outputs
-in [-1, 1] are mapped to [0, 1] as (t + 1) / 2.
+in [-1, 1] are mapped to [0, 1] as (t + 1) / 2, except the alpha head's in residual mode (ours,
+BGMConfig.residual): there the tanh output is a correction of S, pha = clamp(S + t, 0, 1), and the
+7x7 output convolution starts at zero, so the untrained network returns S. The clamp passes the
+gradient as if unclamped, so a pixel pushed past 0 or 1 can still be pulled back.
 """
 from __future__ import annotations
 
@@ -38,14 +42,24 @@ def to_unit(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class AlphaHead(nn.Module):
-    def __init__(self, ngf: int, blocks: int):
+    """forward(hid, seg) -> pha; `seg` is read only when `residual` (see the module docstring)."""
+
+    def __init__(self, ngf: int, blocks: int, residual: bool):
         super().__init__()
         self.blocks = res_blocks(4 * ngf, blocks)
         self.up = nn.Sequential(Up(4 * ngf, 2 * ngf), Up(2 * ngf, ngf))
         self.out = to_unit(ngf, 1)
+        self.residual = residual
+        if residual:
+            nn.init.zeros_(self.out[1].weight)
+            nn.init.zeros_(self.out[1].bias)
 
-    def forward(self, hid: Tensor) -> Tensor:
-        return (self.out(self.up(self.blocks(hid))) + 1.0) * 0.5
+    def forward(self, hid: Tensor, seg: Tensor) -> Tensor:
+        t = self.out(self.up(self.blocks(hid)))
+        if not self.residual:
+            return (t + 1.0) * 0.5
+        pha = seg + t
+        return pha + (pha.clamp(0.0, 1.0) - pha).detach()
 
 
 class ForegroundHead(nn.Module):

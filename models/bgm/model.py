@@ -16,8 +16,13 @@ Choices the papers leave open, and what we chose:
   input is image + plate and it exports as one TorchScript module.
 - No motion cue M (the released BGM never used it) and no plate-perturbation input branch: B' is
   the plate as given (perturbing it is a training augmentation).
-- Inputs scaled to [-1, 1] inside; outputs are tanh mapped to [0, 1] as (t + 1) / 2 (alpha and
-  foreground alike).
+- Inputs scaled to [-1, 1] inside; the foreground output is tanh mapped to [0, 1] as (t + 1) / 2.
+- Alpha as a correction of S (ours, `BGMConfig.residual`, heads.py): pha = clamp(S + tanh(...)),
+  with the last convolution starting at zero, so the untrained network returns the plate key. The
+  published head maps its tanh to [0, 1] like the foreground's (`generator.FULL` keeps that). Why:
+  the published S is a coarse person mask, ours is a plate key that is already a matte (suite SAD
+  15.4); trained from scratch for minutes on a CPU, the published head ended worse than its own
+  input (bgm 19.95, bgm_excite 19.1-22.2). Started at S, training only has to learn what to change.
 - Convolutions followed by BN have no bias; the 7x7 output convolutions have one. Encoders and
   output layers use reflection padding 3, residual blocks reflection padding 1, the strided and
   upsampling 3x3 convolutions zero padding 1. Upsampling is bilinear x2 with align_corners=False.

@@ -86,31 +86,32 @@ class BGMExciteNet(nn.Module):
     @torch.jit.export
     def forward_steps(self, x: Tensor, steps: int) -> Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        hid = self.trunk(x, steps)[0]
-        return self.gen.pha_head(hid)[:, :, :h, :w]
+        hid, _, seg = self.trunk(x, steps)
+        return self.gen.pha_head(hid, seg)[:, :, :h, :w]
 
     @torch.jit.export
     def forward_steps_fgr(self, x: Tensor, steps: int) -> Dict[str, Tensor]:
         """forward_steps with the foreground head run on the last pass: {"pha", "fgr"} as forward_train."""
         h, w = x.shape[-2], x.shape[-1]
-        hid, skip = self.trunk(x, steps)
-        pha, fgr = self.gen.decode(hid, skip)
+        hid, skip, seg = self.trunk(x, steps)
+        pha, fgr = self.gen.decode(hid, skip, seg)
         return {"pha": pha[:, :, :h, :w], "fgr": fgr[:, :, :h, :w]}
 
-    def trunk(self, x: Tensor, steps: int) -> Tuple[Tensor, Tensor]:
-        """The trunk output of the last of `steps` passes, and the skip feature (padded size)."""
+    def trunk(self, x: Tensor, steps: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """The trunk output of the last of `steps` passes, the skip feature and S (padded size)."""
         if steps < 1:
             raise ValueError("recursive inference needs at least one pass")
         src, bgr, seg = split(pad(x))
         hid, skip = self.gen.encode(src, bgr, seg)
         pha = seg
         for _ in range(steps - 1):
-            pha = self.gen.pha_head(self.gen.rest(self.gen.first(hid, pha)))
-        return self.gen.rest(self.gen.first(hid, pha)), skip
+            pha = self.gen.pha_head(self.gen.rest(self.gen.first(hid, pha)), seg)
+        return self.gen.rest(self.gen.first(hid, pha)), skip, seg
 
     @torch.jit.export
     def forward_train(self, x: Tensor, exc: Tensor) -> Dict[str, Tensor]:
         h, w = x.shape[-2], x.shape[-1]
-        hid, skip = self.gen.encode(*split(pad(x)))
-        pha, fgr = self.gen.decode(self.gen.rest(self.gen.first(hid, pad(exc))), skip)
+        src, bgr, seg = split(pad(x))
+        hid, skip = self.gen.encode(src, bgr, seg)
+        pha, fgr = self.gen.decode(self.gen.rest(self.gen.first(hid, pad(exc))), skip, seg)
         return {"pha": pha[:, :, :h, :w], "fgr": fgr[:, :, :h, :w]}

@@ -26,7 +26,9 @@ Choices the paper leaves open, and what we do:
 - Known trimap pixels: the paper does not say (the benchmark it reports on scores only the unknown
   region). We paste the trimap's foreground and background into the final alpha (`run`), so a known
   pixel is always exactly 0 or 1.
-- Initialisation: Caffe's "xavier" (uniform, fan-in scaled), zero biases.
+- Initialisation: Caffe's "xavier" (uniform, fan-in scaled), zero biases, then (ours) two hidden
+  channels set to carry the input alphas so that the untrained network outputs their mean
+  (network.pass_through; DCNNConfig(passthrough=False) is the paper's start).
 - The extension with comprehensive-sampling alphas as a third input is not implemented (the project
   has no comprehensive sampling solver).
 

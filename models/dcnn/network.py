@@ -35,6 +35,8 @@ class DCNNConfig:
     analysis_kernel: kernel of the first ("structure analysis") convolution, odd (paper: 9)
     reconstruction_kernel: kernel of the last ("reconstruction") convolution, odd (paper: 5)
     eps: smallest RGB magnitude divided by, so black pixels normalise to 0 instead of NaN (ours)
+    passthrough: start as the mean of the two input alphas (ours, see `pass_through`); False: the
+        paper's Caffe "xavier" filler everywhere
     """
 
     width: int = 64
@@ -42,6 +44,7 @@ class DCNNConfig:
     analysis_kernel: int = 9
     reconstruction_kernel: int = 5
     eps: float = 1e-3
+    passthrough: bool = True
 
 
 class DCNNNet(nn.Module):
@@ -62,6 +65,8 @@ class DCNNNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 xavier_caffe(m)
+        if cfg.passthrough:
+            pass_through(self)
 
     def forward(self, x: Tensor) -> Tensor:
         src, alphas = x[:, :3], x[:, 3:]
@@ -72,6 +77,35 @@ class DCNNNet(nn.Module):
         # Clamped value, identity gradient: a plain clamp stops all learning once an initial step
         # pushes every output below 0; this way training gets the paper's linear-output gradient.
         return pha + (pha.clamp(0.0, 1.0) - pha).detach()
+
+
+def pass_through(net: DCNNNet) -> None:
+    """Make the xavier-filled `net` output the mean of its two input alphas, exactly.
+
+    Hidden channel 0 carries the closed-form alpha and channel 1 the KNN alpha, through the centre
+    tap of the analysis kernel, identity rows of every 1x1 remap, and ReLUs that pass them (alphas are
+    >= 0); the reconstruction reads 0.5 of each and 0 of the 62 others. Those others keep their random
+    weights, and the gradient reaches them as soon as the reconstruction's zeros move: a
+    zero-initialised residual branch.
+
+    Why (ours, not the paper's): the paper trains 1e6 iterations of batch 128 from xavier weights.
+    From xavier, our CPU budget (tens of thousands of steps) ended worse than either input (suite SAD
+    9.77 against closed-form 8.14 and KNN 8.32), because most of the training went into relearning
+    the inputs. Starting at their mean, every step refines a matte that is already as good as they are.
+    """
+    a, r = net.analysis.kernel_size[0] // 2, net.reconstruction.kernel_size[0] // 2
+    with torch.no_grad():
+        net.analysis.weight[:2].zero_()
+        net.analysis.weight[0, 3, a, a] = 1.0
+        net.analysis.weight[1, 4, a, a] = 1.0
+        for conv in net.remap:
+            if isinstance(conv, nn.Conv2d):
+                conv.weight[:2].zero_()
+                conv.bias[:2].zero_()
+                conv.weight[0, 0] = 1.0
+                conv.weight[1, 1] = 1.0
+        net.reconstruction.weight.zero_()
+        net.reconstruction.weight[0, :2, r, r] = 0.5
 
 
 def xavier_caffe(conv: nn.Conv2d) -> None:
