@@ -174,8 +174,8 @@ def _status(summary):
 
 
 def test_claims_pass_fail_and_not_evaluated():
-    good = _summary(dcnn=(1, .01, 0, 44_000), closed_form=(2, .02, 0, 0), knn=(3, .03, 0, 0),
-                    bgm=(2, .02, .4, 500_000), **{"bgm_excite@s1": (1.5, .015, .2, 500_000),
+    good = _summary(dcnn=(1, .01, 0, 44_000), closed_form=(2.5, .02, 0, 0), knn=(3, .03, 0, 0),
+                    difference=(3, .05, .5, 0), bgm=(2, .02, .4, 500_000), **{"bgm_excite@s1": (1.5, .015, .2, 500_000),
                                                   "bgm_excite@s2": (1, .01, .1, 500_000),
                                                   "bgm_excite@s3": (1.2, .012, .2, 500_000)},
                     msia=(4, .04, 0, 1_000_000), lightweight=(4.8, .05, 0, 300_000))
@@ -184,10 +184,15 @@ def test_claims_pass_fail_and_not_evaluated():
     bad["dcnn"]["mse"] = 0.025  # better SAD than both, but worse MSE than closed_form
     bad["bgm_excite@s2"]["sad_var"] = 0.5
     bad["bgm_excite@s3"]["sad"] = 0.9
-    bad["lightweight"]["sad"] = 5.2  # 1.3 x msia
+    bad["lightweight"]["sad"] = 5.2  # 1.3 x msia, 2.08 x closed_form
+    bad["difference"]["sad"] = 1.5  # the key has a lower SAD than bgm
     status = _status(bad)
-    assert status == {"dcnn_beats_inputs": "fail", "excite_beats_bgm": "pass", "excite_steadier": "fail",
-                      "s2_best": "fail", "plate_beats_trimap_free": "pass", "lightweight_close_to_msia": "fail"}
+    assert status == {"dcnn_beats_inputs": "fail", "plate_beats_key": "fail", "excite_beats_bgm": "pass",
+                      "excite_steadier": "fail", "s2_best": "fail", "plate_beats_trimap_free": "pass",
+                      "lightweight_close_to_msia": "fail", "lightweight_near_closed_form": "fail"}
+    small = {k: dict(v) for k, v in good.items()}
+    small["bgm_excite@s2"]["sad"] = 1.85  # lower than bgm's 2, but by 7.5 %, not 10 %
+    assert _status(small)["excite_beats_bgm"] == "fail"
     big = {k: dict(v) for k, v in good.items()}
     big["lightweight"]["params"] = 600_000  # close in SAD, but 0.6 x the parameters
     assert _status(big)["lightweight_close_to_msia"] == "fail"

@@ -11,6 +11,12 @@ PARAMS_RATIO x MSIA's parameters. 1.25 because seed 003 calls its own 1.31x Inde
 sense of close; 0.5 because our MSIA is the narrow CPU configuration (1.26 M parameters, not the paper's
 ResNeXt backbone), so the paper's 1 % cannot apply, and "a fraction of its size" should at least mean
 less than half.
+
+The thresholds issue 17 sets: the excited network at s = 2 must be at least EXCITE_GAIN below BGM's
+SAD (seed 000 Table 1: 1.7123 against 2.0657, 17 % lower; 10 % asks for about two thirds of that), and
+the lightweight network within NEAR_CLOSED_FORM x closed-form's SAD although it has no trimap (seed 003
+reports it 6x better than closed form on Composition-1k; a CPU-trained copy is far from that, so 2x
+is the bar for being useful beside a trimap).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
 SAD_RATIO = 1.25
 PARAMS_RATIO = 0.5
+EXCITE_GAIN = 0.10
+NEAR_CLOSED_FORM = 2.0
 _BEATS = ("sad", "mse")
 
 
@@ -44,6 +52,20 @@ def _beats_all(s: dict[str, dict], winners: tuple[str, ...], losers: tuple[str, 
     return all(ok for ok, _ in results), "; ".join(text for _, text in results)
 
 
+def _gains(s: dict[str, dict]) -> tuple[bool, str]:
+    a, b = s["bgm_excite@s2"], s["bgm"]
+    gain = 1 - a["sad"] / b["sad"] if b["sad"] else 0.0
+    return gain >= EXCITE_GAIN and a["mse"] < b["mse"], (
+        f"bgm_excite@s2 SAD {a['sad']:.3f} MSE {a['mse']:.5f} vs bgm SAD {b['sad']:.3f} MSE {b['mse']:.5f}: "
+        f"SAD {100 * gain:.1f} % lower (threshold {100 * EXCITE_GAIN:.0f} %)")
+
+
+def _near_closed_form(s: dict[str, dict]) -> tuple[bool, str]:
+    ratio = s["lightweight"]["sad"] / s["closed_form"]["sad"] if s["closed_form"]["sad"] else float("inf")
+    return ratio <= NEAR_CLOSED_FORM, (f"SAD lightweight / closed_form = {s['lightweight']['sad']:.3f} / "
+                                       f"{s['closed_form']['sad']:.3f} = {ratio:.2f} (threshold {NEAR_CLOSED_FORM})")
+
+
 def _steadier(s: dict[str, dict]) -> tuple[bool, str]:
     a, b = s["bgm_excite@s2"]["sad_var"], s["bgm"]["sad_var"]
     return a < b, f"mean per-foreground SAD variance bgm_excite@s2 {a:.4g} vs bgm {b:.4g}"
@@ -61,8 +83,11 @@ def _close(s: dict[str, dict]) -> tuple[bool, str]:
 CLAIMS: tuple[Claim, ...] = (
     Claim("dcnn_beats_inputs", "DCNN beats both of its inputs, closed-form and KNN matting (seed 004)",
           ("dcnn", "closed_form", "knn"), lambda s: _beats_all(s, ("dcnn",), ("closed_form", "knn"))),
-    Claim("excite_beats_bgm", "bgm_excite at s = 2 beats BGM (seed 000 Table 1)",
-          ("bgm_excite@s2", "bgm"), lambda s: _beats(s, "bgm_excite@s2", "bgm")),
+    Claim("plate_beats_key", "the plate networks (bgm, bgm_excite@s2) beat the plate-difference key they "
+          "take as their soft segmentation", ("bgm", "bgm_excite@s2", "difference"),
+          lambda s: _beats_all(s, ("bgm", "bgm_excite@s2"), ("difference",))),
+    Claim("excite_beats_bgm", f"bgm_excite at s = 2 beats BGM, its SAD at least {100 * EXCITE_GAIN:.0f} % lower "
+          f"(seed 000 Table 1)", ("bgm_excite@s2", "bgm"), _gains),
     Claim("excite_steadier", "bgm_excite at s = 2 varies less across backgrounds than BGM (seed 000 Table 2)",
           ("bgm_excite@s2", "bgm"), _steadier),
     Claim("s2_best", "s = 2 beats s = 1 and s = 3 (seed 000 Table 1)",
@@ -74,6 +99,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("lightweight_close_to_msia", f"the lightweight network stays close to MSIA (SAD within "
           f"{SAD_RATIO}x) at a fraction of its size (at most {PARAMS_RATIO}x the parameters) (seed 003)",
           ("lightweight", "msia"), _close),
+    Claim("lightweight_near_closed_form", f"the trimap-free lightweight network within {NEAR_CLOSED_FORM:g}x "
+          f"closed-form matting's SAD, closed-form given the trimap (seed 003)", ("lightweight", "closed_form"),
+          _near_closed_form),
 )
 
 
