@@ -4,7 +4,8 @@ frames nobody roto'd?
 The shot, one per held-out foreground (--foregrounds, default the first two alphamatting photos that
 `mattebox train` holds out): the foreground of the validation composite (training.benchmark.composites,
 display sRGB, shrunk to --max-side) sways over its locked-off background for FRAMES frames (a seeded
-smooth move: up to 3 % of the frame side and 2 degrees), each frame with fresh sensor grain; the clean
+smooth move: up to 3 % of the frame side and 2 degrees; borders replicated, so a subject the frame cuts
+off stays cut off), each frame with fresh sensor grain; the clean
 plate is the composite's re-shoot (training.data.plate). It is written as 16-bit PNG sequences numbered
 from 1001 (src.####.png, matte.####.png, plate.png) into a temporary folder, and read back by
 `mattebox finetune`'s own code, as a studio's shot would be.
@@ -60,7 +61,8 @@ def sway(c: Composite, rng: np.random.Generator) -> list[tuple[np.ndarray, np.nd
         t = 2 * np.pi * i / FRAMES
         move = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), turn * np.sin(t + phase[2]), 1.0)
         move[:, 2] += (amp[0] * np.sin(t + phase[0]), amp[1] * np.sin(t + phase[1]))
-        pha = cv2.warpAffine(c.alpha, move, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        # replicated borders: a subject the frame cuts off stays cut off by it as it moves
+        pha = cv2.warpAffine(c.alpha, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         fgr = cv2.warpAffine(c.fgr, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         src = pha[..., None] * fgr + (1 - pha[..., None]) * c.bgr
         src = src + sigma * rng.standard_normal(src.shape, dtype=np.float32)
