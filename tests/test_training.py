@@ -199,6 +199,27 @@ def test_finetune_as_a_server_side_job_streams_progress(tmp_path, monkeypatch, m
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+@pytest.mark.parametrize("name", ["bgm", "msia"])
+def test_learning_rate_follows_the_recipes_schedule(name, tmp_path):
+    """Each step runs at the recipe's rate times its schedule: the cosine from 1 to LR_FLOOR (msia: the
+    paper's poly decay), the same for a fresh and a resumed run since it depends on the step alone."""
+    from training.recipes import LR_FLOOR
+
+    rec, steps = recipe(name), 8
+    assert rec.lr_factor(0.0) == pytest.approx(1.0)
+    assert rec.lr_factor(0.5) == pytest.approx((1 + LR_FLOOR) / 2 if name == "bgm" else 0.5 ** 0.9)
+    assert [rec.lr_factor(i / steps) for i in range(steps)] == sorted((rec.lr_factor(i / steps) for i in range(steps)),
+                                                                      reverse=True)
+    data = Fixed(composites(2, 64), 2)
+    cfg = TrainConfig(model=name, out=str(tmp_path), steps=steps, batch=2, val_every=steps, save_every=steps,
+                      val_items=1)
+    seen = []
+    trainer = Trainer(cfg, Registry().model(name).build(), rec, data, data,
+                      on_step=lambda r: seen.append(trainer.opt.param_groups[0]["lr"]))
+    trainer.run()
+    assert seen == pytest.approx([rec.lr * rec.lr_factor(i / steps) for i in range(steps)])
+
+
 def test_init_continues_from_a_weights_file_and_says_so_on_the_card(tmp_path):
     """--init: a new run starts from an earlier run's weights (0 steps: it leaves them as they were), and
     its card names the file, its digest and that file's own card."""

@@ -146,6 +146,7 @@ class Trainer:
         self.workers = default_workers(self.device) if cfg.workers is None else cfg.workers
         self.net = net.to(self.device)
         self.opt = recipe.optimizer(self.net, cfg.lr or None)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]  # the schedule scales these (recipe.lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.step_fn = _LossModule(self.net, recipe)
         if self.world > 1:
@@ -233,6 +234,9 @@ class Trainer:
                 loss, parts = self.step_fn(batch, step / self.cfg.steps)
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            factor = self.recipe.lr_factor(step / self.cfg.steps)
+            for group, lr in zip(self.opt.param_groups, self.base_lrs):
+                group["lr"] = lr * factor
             self.scaler.step(self.opt)
             self.scaler.update()
             done += 1
