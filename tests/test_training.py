@@ -247,5 +247,8 @@ def test_time_budget_ends_the_run_validated_and_saved(tmp_path):
                         "--out", str(tmp_path), "--progress", "json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     card = json.loads((tmp_path / "msia.json").read_text())
-    assert card["steps"] == 1 and card["planned_steps"] == 500 and card["validation"]["step"] == 1
+    assert card["steps"] == 1 and card["planned_steps"] == 500 and card["final"]["validation"]["step"] == 1
+    # validated at the start too: the best to beat, and where the learning curve begins
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1] and card["weights_step"] in (0, 1) and card["validation"]["step"] == card["weights_step"]
     assert (tmp_path / "checkpoint.safetensors").exists() and (tmp_path / "msia.safetensors").exists()

@@ -173,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
             net.load_state_dict(load_file(args.init))
         on_step, on_validate = reporter(args.progress, rank)
         trainer = Trainer(cfg, net, recipe(args.model), train, val, on_step, on_validate)
+        if not (args.resume and os.path.exists(trainer.checkpoint_path)):
+            trainer.validate(0)  # the start's score, the first best: an --init's weights, dcnn's and bgm's inputs
         summary = trainer.run(resume=args.resume)
         if rank == 0:
             weights = os.path.join(out, model.weights)
