@@ -57,7 +57,7 @@ def _gains(s: dict[str, dict]) -> tuple[bool, str]:
     gain = 1 - a["sad"] / b["sad"] if b["sad"] else 0.0
     return gain >= EXCITE_GAIN and a["mse"] < b["mse"], (
         f"bgm_excite@s2 SAD {a['sad']:.3f} MSE {a['mse']:.5f} vs bgm SAD {b['sad']:.3f} MSE {b['mse']:.5f}: "
-        f"SAD {100 * gain:.1f} % lower (threshold {100 * EXCITE_GAIN:.0f} %)")
+        f"SAD {100 * abs(gain):.1f} % {'lower' if gain >= 0 else 'higher'} (threshold {100 * EXCITE_GAIN:.0f} % lower)")
 
 
 def _near_closed_form(s: dict[str, dict]) -> tuple[bool, str]:
