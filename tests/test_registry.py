@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+import torch
 
 from models.catalogue import MODELS
 from models.network import NetworkModel
@@ -54,7 +55,11 @@ def test_steps_option_reaches_the_recursive_model(weights_dir, make_server, shot
     from models.bgm.model import BGMExcite
     from server.api import pb
 
-    save_file(BGMExcite().build().state_dict(), str(weights_dir / "bgm_excite.safetensors"))
+    net = BGMExcite().build()
+    with torch.no_grad():  # as after training: untrained, the residual head returns S whatever the steps
+        torch.nn.init.normal_(net.gen.pha_head.out[1].weight, std=1.0)
+        net.gen.first.excitation.gamma.fill_(1.0)
+    save_file(net.state_dict(), str(weights_dir / "bgm_excite.safetensors"))
     local = Registry().get("bgm_excite")
     image = np.rint(shot.image[0] * 255).astype(np.uint8)
     plate = np.rint(shot.plate * 255).astype(np.uint8)
