@@ -19,6 +19,7 @@ from models.bgm.resblock import ResBlock
 from models.bgm.segmentation import soft_segmentation
 from models.classical.difference import difference_key
 from models.excitation import Excitation, Excited, excite
+from trained_bgm import trained_like
 from training.synthetic import make_shot
 
 SIZES = [(37, 53), (64, 80)]
@@ -38,13 +39,6 @@ def shot_input(shot) -> torch.Tensor:
     """The shot's first frame and plate as the network input: (1, 6, 64, 64) in [0, 1]."""
     x = np.concatenate([shot.image[0], shot.plate], axis=2)
     return torch.from_numpy(x).permute(2, 0, 1)[None].contiguous()
-
-
-def trained_like(net: nn.Module) -> nn.Module:
-    """`net` with the alpha head's last convolution random, as after training: untrained, a residual
-    head outputs exactly S, so nothing before it would change the output or get a gradient."""
-    nn.init.normal_(net.gen.pha_head.out[1].weight, std=0.05)
-    return net
 
 
 def nets() -> list[nn.Module]:

@@ -27,6 +27,7 @@ from server.metrics import REGISTRY
 from server.pipeline import Pipeline
 from server.scheduler import MAX_BATCH, Scheduler
 from slow_models import GATED, Gate, SlowCPU, SlowNet
+from trained_bgm import trained_like
 from training.synthetic import make_shot
 
 
@@ -84,11 +85,7 @@ def test_recursion_steps_never_share_a_forward(one_thread):
     """bgm_excite frames with different `steps` in one batch: each as if it ran alone."""
     torch.manual_seed(0)
     model = BGMExcite()
-    net = model.build()
-    with torch.no_grad():  # as after training: untrained, the residual head returns S whatever the steps
-        torch.nn.init.normal_(net.gen.pha_head.out[1].weight, std=1.0)
-        net.gen.first.excitation.gamma.fill_(1.0)
-    model.use(net, "cpu")
+    model.use(trained_like(model.build()), "cpu")
     rng = np.random.default_rng(2)
     image, plate = rng.random((32, 32, 3), dtype=np.float32), rng.random((32, 32, 3), dtype=np.float32)
     batch = [Sample(image=image, background=plate, steps=k) for k in (1, 3, 1)]

@@ -104,8 +104,7 @@ def one(name: str, c: Composite, frames, folder: Path, args: argparse.Namespace)
     """Fine-tune `name` on the shot in `folder` and score base and result."""
     from training.finetune import FinetuneConfig, finetune
 
-    registry = Registry()
-    base = score(registry.get(name), frames, c.plate)
+    base = score(Registry().get(name), frames, c.plate)
     tuned_name = f"bench-{name}-{c.foreground}".lower().replace("_", "-")
     cfg = FinetuneConfig(base=name, name=tuned_name, input=str(folder / "src.####.png"),
                          mattes=str(folder / "matte.####.png"), train_frames=list(TRAIN), held_frames=list(HELD),
@@ -125,8 +124,9 @@ def one(name: str, c: Composite, frames, folder: Path, args: argparse.Namespace)
 def run(args: argparse.Namespace) -> int:
     names = [n for n in args.models.split(",") if n] or list(MODELS)
     try:
+        registry = Registry()
         for n in names:
-            Registry().get(n)
+            registry.model(n)  # an unknown name is said before any work
         data = Path(SHARED) / "alphamatting"
         wanted = tuple(n for n in args.foregrounds.split(",") if n) or held_out_names(data)[:2]
         val = ValidationSet(data, wanted, tuple(map(Path, EVAL_BACKGROUNDS)), per_fg=1, seed=args.seed,
